@@ -1,0 +1,104 @@
+"""Frozen per-stage configs, and :class:`FRetConfig` that combines them for ``build_fret``.
+
+All configs forbid unknown fields, so a typo is an error rather than a silently ignored option.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["GenerateConfig", "RetrieveConfig", "RelabelConfig", "FRetConfig"]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerateConfig(_Config):
+    """Settings of the ``generate`` stage (LLM writes a task and a query per seed passage).
+
+    Attributes:
+        queries_per_passage: Samples per passage; more than one needs ``temperature > 0``.
+        temperature: 0 decodes greedily.
+        num_examples: Few-shot examples shown per prompt, drawn (per passage, seeded) from
+            the pool of task types so that prompts mix task types.
+        max_new_tokens: Generation budget for the task and query.
+        max_passage_words: Passages are cut to this many words in the prompt (counted).
+        min_query_words: Shorter queries are skipped as ``too_short``.
+        max_query_words: Longer queries are skipped as ``too_long``.
+        language: ``"en"`` skips output that is mostly not Latin-script English as
+            ``wrong_language``; ``"any"`` keeps every script.
+        seed: Seeds the choice and order of few-shot examples.
+    """
+
+    queries_per_passage: int = Field(default=1, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0)
+    num_examples: int = Field(default=4, ge=1, le=16)
+    max_new_tokens: int = Field(default=48, ge=8)
+    max_passage_words: int = Field(default=160, ge=16)
+    min_query_words: int = Field(default=2, ge=1)
+    max_query_words: int = Field(default=32, ge=2)
+    language: Literal["en", "any"] = "en"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _sampling_needs_temperature(self) -> GenerateConfig:
+        if self.queries_per_passage > 1 and self.temperature == 0:
+            raise ValueError("queries_per_passage > 1 needs temperature > 0, or every sample is the same query")
+        if self.min_query_words > self.max_query_words:
+            raise ValueError("min_query_words is larger than max_query_words")
+        return self
+
+
+class RetrieveConfig(_Config):
+    """Settings of the ``retrieve`` stage (embed, then FAISS top-N neighbours per query).
+
+    Attributes:
+        top_n: Candidates per query (paper: 20). The seed passage is always among them.
+        batch_size: Encoding batch size.
+    """
+
+    top_n: int = Field(default=20, ge=2)
+    batch_size: int = Field(default=64, ge=1)
+
+
+class RelabelConfig(_Config):
+    """Settings of the ``relabel`` stage (the LLM ranks the candidates; RRF picks the positive).
+
+    Attributes:
+        rank_by: ``"rrf"`` fuses query likelihood and relevance classification by reciprocal
+            rank (Gecko); ``"ql"`` or ``"rc"`` use one signal; ``"seed"`` keeps the seed
+            passage as the positive and ranks the rest by retrieval score (no LLM calls; an
+            ablation baseline).
+        scoring: ``"fused"`` reads both signals from one forward pass per pair
+            (``[instruction][passage][query][question]``); ``"separate"`` runs the paper's two
+            prompts, one pass each.
+        negative: ``"last"`` takes the lowest-ranked candidate, ``"random"`` a random one of
+            the others (never the positive or the seed).
+        max_passage_words: Candidates are cut to this many words in the prompts.
+        batch_size: Score requests sent to the backend at once (also the checkpoint step).
+        seed: Seeds the random negative.
+    """
+
+    rank_by: Literal["rrf", "ql", "rc", "seed"] = "rrf"
+    scoring: Literal["fused", "separate"] = "fused"
+    negative: Literal["last", "random"] = "last"
+    max_passage_words: int = Field(default=160, ge=16)
+    batch_size: int = Field(default=16, ge=1)
+    seed: int = 0
+
+
+class FRetConfig(_Config):
+    """The whole ``build_fret`` pipeline: one config per stage.
+
+    Example:
+        >>> from gecko_distill import FRetConfig, RetrieveConfig
+        >>> FRetConfig(retrieve=RetrieveConfig(top_n=10)).retrieve.top_n
+        10
+    """
+
+    generate: GenerateConfig = GenerateConfig()
+    retrieve: RetrieveConfig = RetrieveConfig()
+    relabel: RelabelConfig = RelabelConfig()

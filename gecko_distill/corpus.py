@@ -1,0 +1,105 @@
+"""Load and validate a corpus of passages from strings, records, or a BEIR ``corpus.jsonl``.
+
+Problems are either an :class:`~gecko_distill.errors.InputError` naming the file and line
+(invalid JSON, non-UTF-8 bytes, a missing id, duplicate ids, an empty corpus) or a counted,
+logged skip (an empty passage, an exact duplicate text).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Union
+
+from ._io import StageResult, _json_lines
+from .errors import InputError
+from .records import Passage, Skip
+
+__all__ = ["load_passages", "PassageSource"]
+
+logger = logging.getLogger(__name__)
+
+PassageSource = Union[str, Path, Iterable[Union[str, Passage, Mapping[str, Any]]]]
+
+
+def load_passages(source: PassageSource, *, limit: int | None = None) -> StageResult[Passage]:
+    """Load passages, dropping blank and duplicate-text ones as counted skips.
+
+    Args:
+        source: A path to a BEIR ``corpus.jsonl`` (or to the folder holding it), or an
+            iterable of strings, :class:`Passage` records, or dicts with ``_id``/``id``,
+            ``text`` and optional ``title``.
+        limit: Keep only the first ``limit`` usable passages.
+
+    Returns:
+        The passages (in source order), the skips, and counts in ``stats``.
+
+    Raises:
+        InputError: The corpus is empty, a line is invalid, or ids repeat.
+
+    Example:
+        >>> result = load_passages(["Geckos climb glass.", "  ", "Geckos climb glass.", "Lizards bask."])
+        >>> [p.id for p in result.records], result.skip_counts
+        (['p0', 'p3'], {'empty_text': 1, 'duplicate_text': 1})
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.is_dir():
+            path = path / "corpus.jsonl"
+        items: Iterable[tuple[str, Any]] = ((f"{path}:{n}", obj) for n, obj in _json_lines(path))
+        where = str(path)
+    else:
+        items = ((f"item {i}", obj) for i, obj in enumerate(source))
+        where = "the passages given"
+
+    passages: list[Passage] = []
+    skips: list[Skip] = []
+    first_seen_id: dict[str, str] = {}
+    first_seen_text: dict[str, str] = {}
+    total = 0
+    for place, obj in items:
+        total += 1
+        pid, text, title = _fields(place, obj, index=total - 1)
+        if pid in first_seen_id:
+            raise InputError(f"{place}: duplicate passage id {pid!r} (first seen at {first_seen_id[pid]})")
+        first_seen_id[pid] = place
+        if not text.strip():
+            skips.append(Skip(stage="corpus", item_id=pid, reason="empty_text", detail=place))
+            continue
+        normalised = " ".join(text.split()).lower()
+        if normalised in first_seen_text:
+            skips.append(
+                Skip(stage="corpus", item_id=pid, reason="duplicate_text", detail=f"{place} repeats {first_seen_text[normalised]}")
+            )
+            continue
+        first_seen_text[normalised] = pid
+        passages.append(Passage(id=pid, text=text, title=title))
+        if limit is not None and len(passages) >= limit:
+            break
+    if not passages:
+        raise InputError(f"{where}: the corpus has no usable passages ({total} read, {len(skips)} blank or duplicate)")
+    for skip in skips:
+        logger.warning("corpus: skipped passage %s (%s) at %s", skip.item_id, skip.reason, skip.detail)
+    result = StageResult(records=passages, skips=skips)
+    result.stats = {"read": total, "passages": len(passages), "skipped": result.skip_counts}
+    return result
+
+
+def _fields(place: str, obj: Any, index: int) -> tuple[str, str, str]:
+    if isinstance(obj, Passage):
+        return obj.id, obj.text, obj.title
+    if isinstance(obj, str):
+        return f"p{index}", obj, ""
+    if not isinstance(obj, Mapping):
+        raise InputError(f"{place}: expected a JSON object or a string, got {type(obj).__name__}")
+    pid = obj.get("_id", obj.get("id"))
+    if pid is None or str(pid).strip() == "":
+        raise InputError(f"{place}: passage has no '_id' (or 'id')")
+    text = obj.get("text")
+    if not isinstance(text, str):
+        raise InputError(f"{place}: passage {pid!r} has no string 'text'")
+    title = obj.get("title") or ""
+    if not isinstance(title, str):
+        raise InputError(f"{place}: passage {pid!r} has a non-string 'title'")
+    return str(pid), text, title

