@@ -1,0 +1,194 @@
+"""Encode queries and documents exactly as a distilled model was trained.
+
+Training (:func:`gecko_distill.train.train`), evaluation and these helpers all build the model
+input with :func:`~gecko_distill.formatting.format_query` and
+:func:`~gecko_distill.formatting.format_document`, so query-time input matches training input.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from ._lazy import require
+from .errors import InputError
+from .formatting import format_document, format_query
+from .paths import default_embedder_path
+from .records import Passage
+
+__all__ = [
+    "encode_queries",
+    "encode_documents",
+    "format_queries",
+    "format_documents",
+    "load_model",
+    "embedding_dimension",
+    "default_matryoshka_dims",
+    "check_dims",
+]
+
+logger = logging.getLogger(__name__)
+
+QueryInput = Union[str, tuple[str, str]]
+DocumentInput = Union[str, Passage, Mapping[str, Any]]
+
+
+def load_model(model: Any = None, *, truncate_dim: int | None = None) -> Any:
+    """A ``SentenceTransformer`` on CPU: the offline default for ``None``, loaded from a folder
+    for a path, or ``model`` itself when it is already a model.
+
+    Example:
+        >>> embedding_dimension(load_model())
+        384
+    """
+    if model is None or isinstance(model, (str, Path)):
+        st = require("sentence_transformers", "gecko-distill")
+        path = str(model or default_embedder_path())
+        return st.SentenceTransformer(path, device="cpu", truncate_dim=truncate_dim, local_files_only=True)
+    return model
+
+
+def embedding_dimension(model: Any) -> int:
+    """Output dimension of a ``SentenceTransformer`` (after its own ``truncate_dim``, if set).
+
+    Example:
+        >>> embedding_dimension(load_model(truncate_dim=64))
+        64
+    """
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dim = getter()
+    if not dim:
+        raise InputError(f"cannot tell the embedding dimension of {type(model).__name__}")
+    return int(dim)
+
+
+def default_matryoshka_dims(full_dim: int) -> tuple[int, ...]:
+    """The full dimension, then the standard Matryoshka sizes below it.
+
+    Example:
+        >>> default_matryoshka_dims(384)
+        (384, 256, 128, 64)
+    """
+    return (full_dim, *(d for d in (1024, 768, 512, 256, 128, 64) if d < full_dim))
+
+
+def check_dims(dims: Sequence[int], full_dim: int, what: str = "dims") -> tuple[int, ...]:
+    """Validate Matryoshka dimensions against a model's; returns them sorted, largest first.
+
+    Raises:
+        InputError: A dimension is not positive, repeats, or is larger than ``full_dim``.
+
+    Example:
+        >>> check_dims([64, 384], 384)
+        (384, 64)
+    """
+    if not dims:
+        raise InputError(f"{what}: give at least one dimension")
+    for dim in dims:
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+            raise InputError(f"{what}: {dim!r} is not a positive integer")
+        if dim > full_dim:
+            raise InputError(f"{what}: {dim} is larger than the model's embedding dimension {full_dim}")
+    if len(set(dims)) != len(dims):
+        raise InputError(f"{what}: {list(dims)} repeats a dimension")
+    return tuple(sorted((int(d) for d in dims), reverse=True))
+
+
+def format_queries(queries: Sequence[QueryInput], task: str | None = None) -> list[str]:
+    """Model input text of queries: ``(task, query)`` pairs, or strings that share ``task``.
+
+    Raises:
+        InputError: A plain string query is given without ``task``.
+
+    Example:
+        >>> format_queries(["list files"], task="find the command")
+        ['task: find the command | query: list files']
+        >>> format_queries([("find the command", "copy files")])
+        ['task: find the command | query: copy files']
+    """
+    texts = []
+    for i, item in enumerate(queries):
+        if isinstance(item, str):
+            if task is None:
+                raise InputError(f"query {i} is a plain string: pass task=... or give (task, query) pairs")
+            texts.append(format_query(task, item))
+        else:
+            item_task, query = item
+            texts.append(format_query(item_task, query))
+    return texts
+
+
+def format_documents(documents: Sequence[DocumentInput]) -> list[str]:
+    """Model input text of documents: strings, :class:`Passage` records, or dicts with ``text``
+    and optional ``title``.
+
+    Example:
+        >>> format_documents(["Copy files.", {"title": "ls", "text": "List files."}])
+        ['title: none | text: Copy files.', 'title: ls | text: List files.']
+    """
+    texts = []
+    for i, doc in enumerate(documents):
+        if isinstance(doc, str):
+            texts.append(format_document(doc))
+        elif isinstance(doc, Passage):
+            texts.append(format_document(doc.text, doc.title))
+        elif isinstance(doc, Mapping) and isinstance(doc.get("text"), str):
+            texts.append(format_document(doc["text"], doc.get("title") or ""))
+        else:
+            raise InputError(f"document {i}: expected a string, a Passage or a dict with 'text', got {type(doc).__name__}")
+    return texts
+
+
+def encode_queries(model: Any, queries: Sequence[QueryInput], *, task: str | None = None, **encode_kwargs: Any) -> np.ndarray:
+    """Embed queries in the Gecko format ``task: {task} | query: {query}``.
+
+    Args:
+        model: A ``SentenceTransformer`` (or a folder to load one from).
+        queries: ``(task, query)`` pairs, or strings that all share ``task``.
+        task: The task description for string queries.
+        **encode_kwargs: Passed to ``SentenceTransformer.encode`` (e.g. ``batch_size``,
+            ``truncate_dim``); embeddings are L2-normalised unless
+            ``normalize_embeddings=False`` is passed.
+
+    Returns:
+        A float32 array of shape ``(len(queries), dim)``.
+
+    Example:
+        >>> from gecko_distill.encoding import encode_documents, encode_queries, load_model
+        >>> model = load_model()
+        >>> q = encode_queries(model, ["how do I list files"], task="find the command", truncate_dim=128)
+        >>> d = encode_documents(model, [{"title": "ls", "text": "list directory contents"}], truncate_dim=128)
+        >>> q.shape, float(q[0] @ d[0]) > 0.3
+        ((1, 128), True)
+    """
+    return _encode(load_model(model), format_queries(queries, task), encode_kwargs)
+
+
+def encode_documents(model: Any, documents: Sequence[DocumentInput], **encode_kwargs: Any) -> np.ndarray:
+    """Embed documents in the Gecko format ``title: {title} | text: {text}``.
+
+    Args:
+        model: A ``SentenceTransformer`` (or a folder to load one from).
+        documents: Strings, :class:`Passage` records, or dicts with ``text`` and optional
+            ``title``.
+        **encode_kwargs: As for :func:`encode_queries`.
+
+    Returns:
+        A float32 array of shape ``(len(documents), dim)``.
+
+    Example:
+        >>> encode_documents(load_model(), ["Copy files and directories."]).shape
+        (1, 384)
+    """
+    return _encode(load_model(model), format_documents(documents), encode_kwargs)
+
+
+def _encode(model: Any, texts: list[str], encode_kwargs: dict[str, Any]) -> np.ndarray:
+    kwargs = {"normalize_embeddings": True, "convert_to_numpy": True, "show_progress_bar": None, **encode_kwargs}
+    vectors = model.encode(texts, **kwargs)
+    return np.ascontiguousarray(vectors, dtype=np.float32)
