@@ -1,0 +1,442 @@
+"""OpenAI-compatible HTTP servers: vLLM, Ollama, the llama.cpp server, OpenAI itself
+(``pip install 'gecko-distill[openai]'``, which only adds ``httpx``).
+
+* **Generation**: ``/chat/completions`` (the prompt is one user message) or ``/completions``
+  (the prompt as is: best for base models and few-shot prompts), chosen by ``api``.
+* **Query likelihood** (a :class:`~gecko_distill.llm.ScoreRequest` with a ``continuation``):
+  ``/completions`` with ``echo=true`` and ``logprobs``, ``max_tokens=1``. The log-probabilities
+  of the prompt tokens that overlap the continuation are summed; the top log-probabilities of
+  the one generated token give the ``choices`` from the same request (Gecko's two signals in
+  one pass). vLLM supports this; OpenAI's current models, Ollama and the llama.cpp server do
+  not. The first such request of a backend is sent alone as a probe; if the server refuses
+  ``echo`` or answers without prompt log-probabilities, :meth:`OpenAICompatLLM.score` raises
+  :class:`~gecko_distill.llm.UnsupportedCapabilityError` (and keeps raising it at once).
+* **Relevance classification** (empty ``continuation``, with ``choices``): the top
+  log-probabilities of a one-token completion, on the same API as generation.
+
+Every request goes through :class:`~gecko_distill.llm._http.AsyncRunner`: bounded concurrency,
+request and token rate limits, retries with backoff that honour ``Retry-After``, and one
+failed item becomes one result with ``error`` set. The API key is sent only in the
+``Authorization`` header; it is never part of ``name``, the config, logs or error texts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from .._lazy import require
+from ._http import (
+    Answer,
+    AsyncRunner,
+    ClientOptions,
+    Job,
+    RequestFailure,
+    estimate_tokens,
+    in_order,
+    match_choices,
+    parse_retry_after,
+    resolve_key,
+    sample_seed,
+    status_failure,
+    transport_failure,
+)
+from .base import Generation, GenerationRequest, Score, ScoreRequest, UnsupportedCapabilityError
+from .cost import Usage, UsageTracker
+
+__all__ = ["OpenAICompatLLM", "OpenAICompatOptions", "PROVIDERS", "Provider"]
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = "gecko-distill[openai]"
+
+Provider = Literal["openai", "vllm", "ollama", "llamacpp"]
+
+#: Per provider: default base URL, environment variables that may hold the key, whether a
+#: key is required, and the default API for generation.
+PROVIDERS: dict[str, dict[str, Any]] = {
+    "openai": {"base_url": "https://api.openai.com/v1", "key_envs": ("OPENAI_API_KEY",), "key_required": True, "api": "chat"},
+    "vllm": {"base_url": "http://localhost:8000/v1", "key_envs": ("VLLM_API_KEY",), "key_required": False, "api": "completions"},
+    "ollama": {"base_url": "http://localhost:11434/v1", "key_envs": (), "key_required": False, "api": "chat"},
+    "llamacpp": {"base_url": "http://localhost:8080/v1", "key_envs": ("LLAMA_API_KEY",), "key_required": False, "api": "completions"},
+}
+
+_UNSUPPORTED_HINT = re.compile(r"echo|logprob|not supported|unsupported|completions endpoint", re.IGNORECASE)
+_SAFETY_HINT = re.compile(r"content_filter|content_policy|content management policy|safety", re.IGNORECASE)
+
+
+class OpenAICompatOptions(ClientOptions):
+    """Settings of :class:`OpenAICompatLLM` (plus the transport settings of ``ClientOptions``).
+
+    Attributes:
+        api: ``"chat"`` or ``"completions"`` for generation and relevance; default per
+            provider (chat for OpenAI and Ollama, completions for vLLM and llama.cpp).
+        query_likelihood: ``"auto"`` probes ``echo`` + ``logprobs`` on first use; ``"off"``
+            raises :class:`~gecko_distill.llm.UnsupportedCapabilityError` for continuations
+            without asking the server.
+        top_logprobs: Candidates listed for the next token (OpenAI allows up to 20 on chat and
+            5 on completions; vLLM up to its ``--max-logprobs``).
+        max_tokens_field: ``"max_completion_tokens"`` for OpenAI reasoning models.
+        seed: Send a per-sample seed when sampling (``temperature > 0``).
+        extra_body: Extra JSON fields sent with every request (e.g. vLLM's ``top_k``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api: Literal["chat", "completions"] | None = None
+    query_likelihood: Literal["auto", "off"] = "auto"
+    top_logprobs: int = Field(default=5, ge=1, le=20)
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    seed: bool = True
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Unsupported(Exception):
+    pass
+
+
+class OpenAICompatLLM:
+    """A model behind an OpenAI-compatible server, as an :class:`~gecko_distill.llm.LLM` backend.
+
+    Args:
+        model: The model name the server knows (e.g. ``"gpt-4o-mini"``, or the model id or
+            ``--served-model-name`` of a vLLM server).
+        provider: ``"openai"``, ``"vllm"``, ``"ollama"`` or ``"llamacpp"``: picks the default
+            base URL, key variable and API, and prefixes ``name``.
+        base_url: The server's ``/v1`` URL; default per provider (``$OPENAI_BASE_URL`` for
+            ``openai`` if set).
+        api_key: The key itself (prefer an environment variable).
+        api_key_env: Name of the environment variable holding the key; default per provider
+            (``OPENAI_API_KEY``, ``VLLM_API_KEY``, ``LLAMA_API_KEY``). Local servers need none.
+        **options: Fields of :class:`OpenAICompatOptions` (``api``, ``concurrency``,
+            ``requests_per_minute``, ``tokens_per_minute``, ``timeout_s``, …).
+
+    Example:
+        >>> llm = OpenAICompatLLM("Qwen/Qwen2.5-7B-Instruct", provider="vllm", base_url="http://gpu-box:8000/v1")  # doctest: +SKIP
+        >>> llm.name  # doctest: +SKIP
+        'vllm:Qwen/Qwen2.5-7B-Instruct'
+        >>> from gecko_distill.llm import ScoreRequest
+        >>> llm.score([ScoreRequest(context="Passage: geckos climb glass.\\nQuery:", continuation=" gecko feet",
+        ...                         suffix="\\nRelevant?", choices=(" Yes", " No"))])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        provider: Provider = "openai",
+        base_url: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str | None = None,
+        **options: Any,
+    ):
+        self._httpx = require("httpx", INSTALL_HINT)
+        if provider not in PROVIDERS:
+            raise ValueError(f"unknown provider {provider!r}; known: {sorted(PROVIDERS)}")
+        defaults = PROVIDERS[provider]
+        self.model = model
+        self.provider = provider
+        self.options = OpenAICompatOptions(**options)
+        self.api: str = self.options.api or defaults["api"]
+        env_base = os.environ.get("OPENAI_BASE_URL") if provider == "openai" else None
+        self.base_url = (base_url or env_base or defaults["base_url"]).rstrip("/")
+        official = self.base_url == PROVIDERS["openai"]["base_url"]
+        key = resolve_key(
+            api_key, api_key_env, defaults["key_envs"], what=f"API key for {self.base_url}", required=official
+        )
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._usage = UsageTracker()
+        self._runner = AsyncRunner(self.options, self._usage, name=self.name, secrets=[key] if key else [])
+        self._runner.on_close(self._aclose)
+        self._clients: dict[int, Any] = {}
+        self._ql: bool | None = None if self.options.query_likelihood == "auto" else False
+        self._ql_reason = "query_likelihood='off'"
+        self._rc: bool | None = None
+        self._notes: list[str] = []
+
+    # -- identity ------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """``<provider>:<model>``, plus ``#api=…`` when not the provider's default (never the key)."""
+        suffix = f"#api={self.api}" if self.api != PROVIDERS[self.provider]["api"] else ""
+        return f"{self.provider}:{self.model}{suffix}"
+
+    @property
+    def notes(self) -> list[str]:
+        """Things a run summary should say about this backend (e.g. no query likelihood)."""
+        return list(self._notes)
+
+    @property
+    def usage(self) -> Usage:
+        """Requests, retries, failures by reason and tokens so far."""
+        return self._usage.snapshot()
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """Settings for manifests; credentials are never included."""
+        return {
+            "backend": "openai_compat",
+            "name": self.name,
+            "model": self.model,
+            "provider": self.provider,
+            "base_url": _without_userinfo(self.base_url),
+            **self.options.model_dump(),
+            "api": self.api,
+        }
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatLLM(model={self.model!r}, provider={self.provider!r}, base_url={_without_userinfo(self.base_url)!r})"
+
+    def close(self) -> None:
+        """Close the HTTP connections and stop the event-loop thread."""
+        self._runner.close()
+
+    # -- generation ----------------------------------------------------------------------
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Answer each request, in order; failed items carry ``error``."""
+        return in_order(len(requests), self.iter_generate(requests))
+
+    def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
+        """Yield ``(index, generation)`` as each request finishes."""
+        jobs = [
+            Job(
+                call=lambda r=r: self._generate_one(r),
+                fail=lambda error: Generation(error=error),
+                tokens=estimate_tokens(r.prompt, r.max_new_tokens),
+            )
+            for r in requests
+        ]
+        return self._runner.run(jobs)
+
+    async def _generate_one(self, request: GenerationRequest) -> Answer[Generation]:
+        payload: dict[str, Any] = {
+            self.options.max_tokens_field: request.max_new_tokens,
+            "temperature": request.temperature,
+        }
+        if request.stop:
+            payload["stop"] = list(request.stop[:4])  # OpenAI takes at most four
+        if request.temperature > 0 and self.options.seed:
+            payload["seed"] = sample_seed(request.prompt, request.sample_index)
+        data = await self._complete(request.prompt, payload, api=self.api)
+        choice = _first_choice(data)
+        text = _choice_text(choice, self.api)
+        for stop in request.stop:
+            text = text.split(stop, 1)[0]
+        prompt_tokens, completion_tokens = _usage_of(data)
+        return Answer(Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens), prompt_tokens, completion_tokens)
+
+    # -- scoring -------------------------------------------------------------------------
+    def score(self, requests: Sequence[ScoreRequest]) -> list[Score]:
+        """Score each request, in order.
+
+        Raises:
+            UnsupportedCapabilityError: A request has a ``continuation`` and the server cannot
+                echo prompt log-probabilities, or the server gives no log-probabilities at all.
+        """
+        return in_order(len(requests), self.iter_score(requests))
+
+    def iter_score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, Score]]:
+        """Yield ``(index, score)`` as each request finishes; see :meth:`score`."""
+        needs_ql = any(r.continuation for r in requests)
+        if needs_ql and self._ql is False:
+            raise UnsupportedCapabilityError(f"{self.name} cannot score a given continuation: {self._ql_reason}")
+        jobs = [
+            Job(call=lambda r=r: self._score_one(r), fail=lambda error: Score(error=error), tokens=estimate_tokens(r.context + r.continuation + r.suffix, 1))
+            for r in requests
+        ]
+        unknown = (needs_ql and self._ql is None) or (any(r.choices for r in requests) and self._rc is None)
+        return self._probe_then_rest(jobs) if unknown else self._runner.run(jobs)
+
+    def _probe_then_rest(self, jobs: list[Job[Score]]) -> Iterator[tuple[int, Score]]:
+        # The first item goes alone: if the server cannot do it, nothing else is sent.
+        yield from self._runner.run(jobs[:1])
+        for index, score in self._runner.run(jobs[1:]):
+            yield index + 1, score
+
+    async def _score_one(self, request: ScoreRequest) -> Answer[Score]:
+        if request.continuation:
+            return await self._score_echo(request)
+        if request.choices:
+            return await self._score_choices(request)
+        return Answer(Score())
+
+    async def _score_echo(self, request: ScoreRequest) -> Answer[Score]:
+        prompt = request.context + request.continuation + request.suffix
+        payload = {"max_tokens": 1, "temperature": 0.0, "echo": True,
+                   "logprobs": self.options.top_logprobs if request.choices else 1}
+        try:
+            data = await self._complete(prompt, payload, api="completions", probing=self._ql is None)
+            logprob, num_tokens, next_top = _echo_logprobs(_first_choice(data), prompt, request)
+        except _Unsupported as exc:
+            self._mark_no_ql(str(exc))
+            raise UnsupportedCapabilityError(f"{self.name} cannot score a given continuation: {self._ql_reason}") from None
+        self._ql = True
+        choices: tuple[float, ...] = ()
+        if request.choices:
+            if not next_top:
+                raise RequestFailure("missing_field", "no logprobs for the token after the prompt", retryable=False)
+            choices = match_choices(request.choices, next_top)
+            self._rc = True
+        prompt_tokens, completion_tokens = _usage_of(data)
+        score = Score(logprob=logprob, num_tokens=num_tokens, choice_logprobs=choices, prompt_tokens=prompt_tokens)
+        return Answer(score, prompt_tokens, completion_tokens)
+
+    async def _score_choices(self, request: ScoreRequest) -> Answer[Score]:
+        prompt = request.context + request.suffix
+        k = self.options.top_logprobs
+        payload: dict[str, Any] = {self.options.max_tokens_field if self.api == "chat" else "max_tokens": 1, "temperature": 0.0}
+        payload.update({"logprobs": True, "top_logprobs": k} if self.api == "chat" else {"logprobs": k})
+        try:
+            data = await self._complete(prompt, payload, api=self.api, probing=self._rc is None)
+            top = _next_token_top(_first_choice(data), self.api)
+        except _Unsupported as exc:
+            self._rc = False
+            raise UnsupportedCapabilityError(f"{self.name} gives no token log-probabilities: {exc}") from None
+        self._rc = True
+        prompt_tokens, completion_tokens = _usage_of(data)
+        score = Score(choice_logprobs=match_choices(request.choices, top), prompt_tokens=prompt_tokens)
+        return Answer(score, prompt_tokens, completion_tokens)
+
+    def _mark_no_ql(self, reason: str) -> None:
+        self._ql = False
+        self._ql_reason = self._runner.redact(reason)[:200]
+        note = f"{self.name}: no query likelihood ({self._ql_reason}); the server cannot echo prompt log-probabilities"
+        self._notes.append(note)
+        logger.warning(note)
+
+    # -- HTTP ----------------------------------------------------------------------------
+    async def _complete(self, prompt: str, payload: dict[str, Any], *, api: str, probing: bool = False) -> dict[str, Any]:
+        body = {"model": self.model, **self.options.extra_body, **payload}
+        if api == "chat":
+            body["messages"] = [{"role": "user", "content": prompt}]
+            return await self._post("/chat/completions", body, probing=probing)
+        body["prompt"] = prompt
+        return await self._post("/completions", body, probing=probing)
+
+    async def _post(self, path: str, body: dict[str, Any], *, probing: bool) -> dict[str, Any]:
+        client = self._client()
+        try:
+            response = await client.post(self.base_url + path, json=body, headers=self._headers)
+            raw = response.content
+        except Exception as exc:
+            failure = transport_failure(exc)
+            if failure is None:
+                raise
+            raise failure from None
+        if response.status_code != 200:
+            raise self._status_failure(response, probing=probing)
+        try:
+            data = response.json()
+        except ValueError:
+            raise RequestFailure("bad_response", f"the body is not JSON: {raw[:80]!r}", retryable=True) from None
+        if not isinstance(data, dict):
+            raise RequestFailure("bad_response", f"the body is not a JSON object: {raw[:80]!r}", retryable=True)
+        return data
+
+    def _status_failure(self, response: Any, *, probing: bool) -> Exception:
+        status = response.status_code
+        message = _error_message(response)
+        if status == 400 and _SAFETY_HINT.search(message):
+            return RequestFailure("safety_blocked", message, retryable=False)
+        if probing and status in (400, 404, 422, 501) and (status == 404 or _UNSUPPORTED_HINT.search(message)):
+            return _Unsupported(f"HTTP {status}: {message}")
+        return status_failure(status, message, parse_retry_after(response.headers.get("retry-after")))
+
+    def _client(self) -> Any:
+        """The HTTP client of the running event loop (one per loop, made on first use)."""
+        import asyncio
+
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            httpx = self._httpx
+            limits = httpx.Limits(max_connections=self.options.concurrency, max_keepalive_connections=self.options.concurrency)
+            # Our own timeout (asyncio) fires first; this one is a backstop.
+            client = httpx.AsyncClient(timeout=self.options.timeout_s + 5, limits=limits)
+            self._clients = {loop_id: client}
+        return client
+
+    async def _aclose(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.aclose()
+
+
+def _first_choice(data: dict[str, Any]) -> dict[str, Any]:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise RequestFailure("missing_field", "the response has no choices", retryable=False)
+    choice = choices[0]
+    if choice.get("finish_reason") == "content_filter":
+        raise RequestFailure("safety_blocked", "the answer was filtered (finish_reason=content_filter)", retryable=False)
+    return choice
+
+
+def _choice_text(choice: dict[str, Any], api: str) -> str:
+    text = (choice.get("message") or {}).get("content") if api == "chat" else choice.get("text")
+    if not isinstance(text, str):
+        raise RequestFailure("missing_field", f"the choice has no {'message content' if api == 'chat' else 'text'}", retryable=False)
+    return text
+
+
+def _echo_logprobs(
+    choice: dict[str, Any], prompt: str, request: ScoreRequest
+) -> tuple[float, int, list[tuple[str, float]]]:
+    """(continuation logprob, its token count, top candidates of the next token) from an echo."""
+    lp = choice.get("logprobs")
+    if not isinstance(lp, dict):
+        raise _Unsupported("the server returned no logprobs for the prompt (echo is not supported)")
+    tokens, values, offsets = lp.get("tokens"), lp.get("token_logprobs"), lp.get("text_offset")
+    tops = lp.get("top_logprobs") or []
+    if not tokens or not isinstance(values, list) or not isinstance(offsets, list) or len(offsets) != len(values):
+        raise _Unsupported("the logprobs have no tokens with offsets (echo is not supported)")
+    if not str(choice.get("text", "")).startswith(prompt) or offsets[0] != 0:
+        raise _Unsupported("the answer does not echo the prompt with its logprobs (echo is ignored by this server)")
+    start, end = len(request.context), len(request.context) + len(request.continuation)
+    ends = list(offsets[1:]) + [len(choice.get("text") or prompt)]
+    picked = [i for i, (a, b) in enumerate(zip(offsets, ends)) if a < end and b > start and a < len(prompt)]
+    if not picked or any(values[i] is None for i in picked):
+        raise RequestFailure("missing_field", "no logprobs for the continuation's tokens", retryable=False)
+    after = [i for i, o in enumerate(offsets) if o >= len(prompt)]
+    next_top = tops[after[0]] if after and after[0] < len(tops) and isinstance(tops[after[0]], dict) else {}
+    return float(sum(values[i] for i in picked)), len(picked), [(t, float(v)) for t, v in next_top.items() if v is not None]
+
+
+def _next_token_top(choice: dict[str, Any], api: str) -> list[tuple[str, float]]:
+    """Top candidates of the first generated token, from a chat or completions answer."""
+    lp = choice.get("logprobs")
+    if api == "chat":
+        content = lp.get("content") if isinstance(lp, dict) else None
+        if not content or not isinstance(content[0], dict) or not content[0].get("top_logprobs"):
+            raise _Unsupported("the chat answer has no top_logprobs")
+        return [(e["token"], float(e["logprob"])) for e in content[0]["top_logprobs"] if e.get("logprob") is not None]
+    tops = lp.get("top_logprobs") if isinstance(lp, dict) else None
+    if not tops or not isinstance(tops[0], dict):
+        raise _Unsupported("the completion has no top_logprobs")
+    return [(t, float(v)) for t, v in tops[0].items() if v is not None]
+
+
+def _usage_of(data: dict[str, Any]) -> tuple[int, int]:
+    usage = data.get("usage") or {}
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+def _error_message(response: Any) -> str:
+    try:
+        data = response.json()
+        error = data.get("error", data) if isinstance(data, dict) else data
+        message = error.get("message") if isinstance(error, dict) else error
+        if isinstance(message, str) and message:
+            return message[:300]
+    except ValueError:
+        pass
+    return (response.text or response.reason_phrase or "")[:300]
+
+
+def _without_userinfo(url: str) -> str:
+    """Drop ``user:password@`` from a URL, so it can be logged."""
+    return re.sub(r"//[^/@]*@", "//", url)
