@@ -1,2 +1,54 @@
-"""gecko_distill: distil an LLM into a small, fast text embedder (Gecko's FRet recipe)."""
+"""gecko_distill: distil a large language model into a small, fast text embedder.
+
+The FRet pipeline of Google's Gecko paper, one plain function per stage::
+
+    from gecko_distill import build_fret
+    examples = build_fret("corpus.jsonl", output_dir="fret/")   # generate → retrieve → relabel
+"""
+
 from ._version import __version__
+from .config import FRetConfig, GenerateConfig, RelabelConfig, RetrieveConfig
+from .corpus import load_passages
+from .errors import GeckoDistillError, InputError, MissingDependencyError, StaleOutputError
+from .formatting import format_document, format_query
+from .generate import generate
+from .llm import LLM, CachedLLM, get_llm
+from .pipeline import FRetDataset, build_fret
+from .records import Candidate, FRetExample, GeneratedQuery, Passage, RankedCandidates, Skip
+from .relabel import relabel
+from .retrieve import retrieve
+
+__all__ = [
+    "__version__",
+    # pipeline and stages
+    "build_fret",
+    "FRetDataset",
+    "load_passages",
+    "generate",
+    "retrieve",
+    "relabel",
+    # configs
+    "FRetConfig",
+    "GenerateConfig",
+    "RetrieveConfig",
+    "RelabelConfig",
+    # records
+    "Passage",
+    "GeneratedQuery",
+    "Candidate",
+    "RankedCandidates",
+    "FRetExample",
+    "Skip",
+    # LLM backends
+    "LLM",
+    "CachedLLM",
+    "get_llm",
+    # formatting
+    "format_query",
+    "format_document",
+    # errors
+    "GeckoDistillError",
+    "InputError",
+    "StaleOutputError",
+    "MissingDependencyError",
+]

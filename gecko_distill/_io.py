@@ -155,6 +155,10 @@ class StageCheckpoint(Generic[R]):
         else:
             stats = {**stats, "wall_time_s": round(stats.get("wall_time_s", time.perf_counter() - self._started), 3)}
         result = StageResult(records=self.records, skips=self.skips, stats=stats)
+        if self.skips and not self.complete:
+            where = f" (details in {self.folder / 'skips.jsonl'})" if self.folder is not None else ""
+            reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(result.skip_counts.items()))
+            logger.warning("%s: skipped %d items: %s%s", self.stage, len(self.skips), reasons, where)
         if self.folder is not None and not self.complete:
             self._write_manifest("complete", result, config)
         self.complete = True

@@ -30,6 +30,9 @@ class GenerateConfig(_Config):
         max_query_words: Longer queries are skipped as ``too_long``.
         language: ``"en"`` skips output that is mostly not Latin-script English as
             ``wrong_language``; ``"any"`` keeps every script.
+        max_attempts: Tries per query: a degenerate output is re-sampled with another draw of
+            demonstrations, up to this many times in all, before it is skipped.
+        resample_temperature: Temperature of those re-samples (at least ``temperature``).
         seed: Seeds the choice and order of few-shot examples.
     """
 
@@ -41,6 +44,8 @@ class GenerateConfig(_Config):
     min_query_words: int = Field(default=2, ge=1)
     max_query_words: int = Field(default=32, ge=2)
     language: Literal["en", "any"] = "en"
+    max_attempts: int = Field(default=3, ge=1)
+    resample_temperature: float = Field(default=0.7, gt=0.0)
     seed: int = 0
 
     @model_validator(mode="after")

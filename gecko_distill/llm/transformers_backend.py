@@ -23,7 +23,7 @@ from .._lazy import require
 from ..paths import cache_dir as default_cache_dir
 from .base import Generation, GenerationRequest, Score, ScoreRequest
 
-__all__ = ["TransformersLLM"]
+__all__ = ["TransformersLLM", "gguf_backend_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -191,11 +191,9 @@ class TransformersLLM:
 
 def _dequantised(gguf_path: Path, cache_root: Path) -> tuple[str, str]:
     """Return (folder of dequantised weights, backend name); build the folder on first use."""
-    if not gguf_path.exists():
-        raise FileNotFoundError(f"GGUF file not found: {gguf_path}")
-    digest = _sha256(gguf_path)
-    name = f"transformers:{gguf_path.name}@{digest[:12]}"
-    folder = cache_root / "dequantised" / f"{gguf_path.stem}-{digest[:12]}"
+    name = gguf_backend_name(gguf_path)
+    digest = name.rsplit("@", 1)[1]
+    folder = cache_root / "dequantised" / f"{gguf_path.stem}-{digest}"
     if (folder / "config.json").exists():
         return str(folder), name
     require("gguf", "gecko-distill[offline]")
@@ -214,6 +212,13 @@ def _dequantised(gguf_path: Path, cache_root: Path) -> tuple[str, str]:
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return str(folder), name
+
+
+def gguf_backend_name(gguf_path: Path) -> str:
+    """The backend name of a GGUF model: file name plus the start of its sha256."""
+    if not gguf_path.exists():
+        raise FileNotFoundError(f"GGUF file not found: {gguf_path}")
+    return f"transformers:{gguf_path.name}@{_sha256(gguf_path)[:12]}"
 
 
 def _sha256(path: Path) -> str:

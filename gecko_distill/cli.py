@@ -1,0 +1,110 @@
+"""Command line: ``gecko-distill build-fret CORPUS.jsonl --out DIR`` and friends.
+
+Library errors (bad input, stale output folders, missing optional dependencies) are printed as
+one line naming the problem, with exit status 2; an interrupted run says how to resume it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import GeckoDistillError
+
+__all__ = ["main"]
+
+
+def _build_fret_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "build-fret",
+        help="generate, retrieve and relabel: build an FRet dataset from a corpus",
+        description="Build an FRet dataset (task, query, positive, hard negative) from a BEIR corpus.jsonl. "
+        "Rerunning the same command resumes an interrupted run and repeats no LLM call.",
+    )
+    p.add_argument("corpus", help="BEIR corpus.jsonl (or the folder holding it)")
+    p.add_argument("--out", required=True, help="output folder (resumed if it exists)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N passages")
+    p.add_argument("--queries-per-passage", type=int, default=1, help="samples per passage (>1 samples at --temperature)")
+    p.add_argument("--temperature", type=float, default=None, help="generation temperature (default 0, or 0.7 with K>1)")
+    p.add_argument("--top-n", type=int, default=20, help="candidates per query (paper: 20)")
+    p.add_argument("--rank-by", choices=["rrf", "ql", "rc", "seed"], default="rrf")
+    p.add_argument("--scoring", choices=["fused", "separate"], default="fused")
+    p.add_argument("--negative", choices=["last", "random"], default="last")
+    p.add_argument("--llm", default="gemma3-270m", help="teacher: gemma3-270m, smollm2-135m, a .gguf file or model folder")
+    p.add_argument("--embedder", default=None, help="sentence-transformers model folder (default all-MiniLM-L6-v2)")
+    p.add_argument("--overwrite", action="store_true", help="rebuild stages whose saved output has another config")
+    p.set_defaults(func=_run_build_fret)
+
+
+def _fret_config(args: argparse.Namespace):
+    from .config import FRetConfig, GenerateConfig, RelabelConfig, RetrieveConfig
+
+    temperature = args.temperature if args.temperature is not None else (0.7 if args.queries_per_passage > 1 else 0.0)
+    return FRetConfig(
+        generate=GenerateConfig(queries_per_passage=args.queries_per_passage, temperature=temperature),
+        retrieve=RetrieveConfig(top_n=args.top_n),
+        relabel=RelabelConfig(rank_by=args.rank_by, scoring=args.scoring, negative=args.negative),
+    )
+
+
+def _run_build_fret(args: argparse.Namespace) -> int:
+    from .corpus import load_passages
+    from .llm.registry import DEFAULT_LLM, get_llm
+    from .pipeline import build_fret
+    from .report import summary_table
+
+    passages = load_passages(args.corpus, limit=args.limit).records
+    llm = None if args.llm == DEFAULT_LLM else get_llm(args.llm)
+    fret = build_fret(
+        passages, llm=llm, embedder=args.embedder, config=_fret_config(args), output_dir=args.out, overwrite=args.overwrite
+    )
+    print(summary_table(fret.stats))
+    print(f"wrote {len(fret)} FRet examples to {args.out}/fret.jsonl")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gecko-distill", description="Distil an LLM into a small text embedder (Gecko).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v for info logs, -vv for debug")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _build_fret_parser(subparsers)
+    for module in _optional_commands():
+        module.register(subparsers)
+    return parser
+
+
+def _optional_commands():
+    """Subcommands defined next to their stages (train, eval, …), where present."""
+    import importlib
+
+    modules = []
+    for name in ("gecko_distill.cli_train",):
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:  # pragma: no cover - not written yet in this checkout
+            if exc.name != name:
+                raise
+    return modules
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gecko-distill`` command."""
+    args = _parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except GeckoDistillError as exc:
+        print(f"gecko-distill: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gecko-distill: interrupted; rerun the same command to resume where it stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

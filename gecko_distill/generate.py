@@ -1,0 +1,213 @@
+"""Stage 1: the LLM writes a task description and a query for each seed passage.
+
+Each prompt shows a seeded sample of few-shot demonstrations drawn from ten task types
+(question answering, fact checking, web search, keyword search, sentence similarity, summary
+search, how-to, definition, headline and tool-description search), so that the generated
+tasks mix types across the corpus. A degenerate output is re-sampled (``max_attempts``, with other demonstrations, at
+``resample_temperature``); what stays degenerate is a counted skip: ``unparseable``,
+``empty``, ``copy_of_passage``, ``copy_of_example`` (a demonstration's query repeated),
+``query_is_task``, ``too_short``, ``too_long``, ``wrong_language``, ``duplicate_query`` and
+``llm_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Sequence
+
+from tqdm.auto import tqdm
+
+from ._io import StageCheckpoint, StageResult
+from ._usage import LLMUsage
+from .config import GenerateConfig
+from .llm.base import LLM, GenerationRequest
+from .prompts import FEW_SHOT_POOL, generation_prompt
+from .records import GeneratedQuery, Passage
+
+__all__ = ["generate", "parse_generation", "truncate_words"]
+
+logger = logging.getLogger(__name__)
+
+_STOP = ("\n\n", "\nPassage:")
+_WORDS = re.compile(r"\w+", re.UNICODE)
+_BATCH = 8  # passages per LLM call, and the checkpoint step
+_COPY_NGRAM = 8  # a run of this many passage words in the query marks a copy
+_EXAMPLE_QUERIES = frozenset(" ".join(_WORDS.findall(e.query.lower())) for e in FEW_SHOT_POOL)
+
+
+def generate(
+    passages: Sequence[Passage],
+    llm: LLM,
+    config: GenerateConfig | None = None,
+    *,
+    checkpoint: StageCheckpoint[GeneratedQuery] | None = None,
+) -> StageResult[GeneratedQuery]:
+    """Write ``config.queries_per_passage`` (task, query) pairs for every passage.
+
+    Args:
+        passages: Seed passages.
+        llm: Any backend implementing the :class:`~gecko_distill.llm.LLM` Protocol.
+        config: Stage settings; defaults to :class:`GenerateConfig()`.
+        checkpoint: Where finished items are kept (and resumed from); in memory if omitted.
+
+    Returns:
+        The queries in passage order, the counted skips, and statistics (LLM calls, tokens,
+        truncated passages, wall time).
+
+    Example:
+        >>> from gecko_distill import Passage, generate
+        >>> from gecko_distill.testing import FakeLLM
+        >>> result = generate([Passage(id="ls", text="ls lists the contents of a directory.")], FakeLLM())
+        >>> result.records[0].query
+        'ls lists the contents'
+    """
+    config = config or GenerateConfig()
+    checkpoint = checkpoint or StageCheckpoint("generate", GeneratedQuery, key=lambda q: q.id)
+    started = time.perf_counter()
+    usage = LLMUsage()
+    retried = 0
+    if not checkpoint.complete:
+        done = checkpoint.done_ids
+        todo = [(p, k) for p in passages for k in range(config.queries_per_passage) if _query_id(p, k) not in done]
+        seen = {(q.passage_id, _normalise(q.query)) for q in checkpoint.records}
+        with tqdm(total=len(todo), desc="generate", unit="query", disable=None) as bar:
+            for start in range(0, len(todo), _BATCH):
+                batch = todo[start : start + _BATCH]
+                retried += _generate_batch(batch, llm, config, checkpoint, seen, usage)
+                bar.update(len(batch))
+    stats = {
+        "passages": len(passages),
+        "queries": len(checkpoint.records),
+        "truncated_passages": sum(len(p.text.split()) > config.max_passage_words for p in passages),
+        "resampled": retried,
+        **usage.as_dict(),
+        "wall_time_s": time.perf_counter() - started,
+    }
+    order = [_query_id(p, k) for p in passages for k in range(config.queries_per_passage)]
+    return checkpoint.finish(order, stats, config)
+
+
+def _generate_batch(
+    batch: list[tuple[Passage, int]],
+    llm: LLM,
+    config: GenerateConfig,
+    checkpoint: StageCheckpoint[GeneratedQuery],
+    seen: set[tuple[str, str]],
+    usage: LLMUsage,
+) -> int:
+    """Generate for one batch, re-sampling degenerate outputs; returns the number of re-samples."""
+    pending = {_query_id(p, k): (p, k, "") for p, k in batch}
+    resampled = 0
+    for attempt in range(config.max_attempts):
+        if not pending:
+            break
+        resampled += len(pending) if attempt else 0
+        items = list(pending.values())
+        results = llm.generate([_request(p, k, attempt, config) for p, k, _ in items])
+        usage.add(results)
+        for (passage, k, _), result in zip(items, results):
+            qid = _query_id(passage, k)
+            if result.error is not None:
+                pending[qid] = (passage, k, f"llm_error\t{result.error}")
+                continue
+            parsed, reason = parse_generation(result.text, passage.text, config)
+            if parsed is not None and (passage.id, _normalise(parsed[1])) in seen:
+                parsed, reason = None, "duplicate_query"
+            if parsed is None:
+                pending[qid] = (passage, k, f"{reason}\t{result.text}")
+                continue
+            task, query = parsed
+            seen.add((passage.id, _normalise(query)))
+            checkpoint.add(GeneratedQuery(id=qid, passage_id=passage.id, task=task, query=query, sample_index=k))
+            del pending[qid]
+    for qid, (_, _, last) in pending.items():
+        reason, _, detail = last.partition("\t")
+        checkpoint.skip(qid, reason, detail)
+    return resampled
+
+
+def _request(passage: Passage, k: int, attempt: int, config: GenerateConfig) -> GenerationRequest:
+    """The prompt for sample ``k`` of a passage; a re-sample draws other examples and samples."""
+    text, _ = truncate_words(passage.text, config.max_passage_words)
+    rng = random.Random(f"{config.seed}:{passage.id}:{k}:{attempt}" if attempt else f"{config.seed}:{passage.id}:{k}")
+    return GenerationRequest(
+        prompt=generation_prompt(text, rng, config.num_examples),
+        max_new_tokens=config.max_new_tokens,
+        temperature=max(config.temperature, config.resample_temperature) if attempt else config.temperature,
+        stop=_STOP,
+        sample_index=k + attempt * config.queries_per_passage,
+    )
+
+
+def _query_id(passage: Passage, sample_index: int) -> str:
+    return f"{passage.id}#{sample_index}"
+
+
+def parse_generation(text: str, passage: str, config: GenerateConfig) -> tuple[tuple[str, str] | None, str]:
+    """Parse ``" {task}\\nQuery: {query}"`` and reject degenerate output.
+
+    Returns:
+        ``((task, query), "")`` when the output is usable, else ``(None, reason)``.
+
+    Example:
+        >>> cfg = GenerateConfig()
+        >>> parse_generation(" Find answers\\nQuery: what do geckos eat", "Geckos eat insects.", cfg)
+        (('Find answers', 'what do geckos eat'), '')
+        >>> parse_generation(" Find answers", "Geckos eat insects.", cfg)
+        (None, 'unparseable')
+    """
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    query_at = next((i for i, line in enumerate(lines) if line.lower().startswith("query:")), None)
+    if query_at is None or query_at == 0:
+        return None, "unparseable"
+    task = lines[0].removeprefix("Task:").strip()
+    query = lines[query_at][len("query:") :].strip().strip('"').strip()
+    if not task or not query:
+        return None, "empty"
+    words = _WORDS.findall(query.lower())
+    if len(words) < config.min_query_words:
+        return None, "too_short"
+    if len(words) > config.max_query_words:
+        return None, "too_long"
+    if config.language == "en" and not _mostly_latin(query + " " + task):
+        return None, "wrong_language"
+    if _copies(words, _WORDS.findall(passage.lower())):
+        return None, "copy_of_passage"
+    if " ".join(words) in _EXAMPLE_QUERIES:
+        return None, "copy_of_example"
+    if words == _WORDS.findall(task.lower()):
+        return None, "query_is_task"
+    return (task, query), ""
+
+
+def truncate_words(text: str, max_words: int) -> tuple[str, bool]:
+    """Cut ``text`` to ``max_words`` whitespace-separated words; say whether it was cut."""
+    words = text.split()
+    if len(words) <= max_words:
+        return " ".join(words), False
+    return " ".join(words[:max_words]) + " …", True
+
+
+def _normalise(text: str) -> str:
+    return " ".join(_WORDS.findall(text.lower()))
+
+
+def _mostly_latin(text: str) -> bool:
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return False
+    latin = sum(c.isascii() or "\u00c0" <= c <= "\u024f" for c in letters)
+    return latin / len(letters) >= 0.9
+
+
+def _copies(query: list[str], passage: list[str]) -> bool:
+    """A query copies the passage when it is the passage, or shares a run of 8 words with it."""
+    if query == passage:
+        return True
+    if len(query) < _COPY_NGRAM:
+        return False
+    grams = {tuple(passage[i : i + _COPY_NGRAM]) for i in range(len(passage) - _COPY_NGRAM + 1)}
+    return any(tuple(query[i : i + _COPY_NGRAM]) in grams for i in range(len(query) - _COPY_NGRAM + 1))

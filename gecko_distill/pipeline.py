@@ -1,0 +1,213 @@
+"""``build_fret``: chain generate → retrieve → relabel, with resumable, fingerprinted stages.
+
+Output folder layout::
+
+    output_dir/
+      llm_cache.sqlite        every LLM answer (a rerun or a resumed run repeats no call)
+      generate/   records.jsonl  skips.jsonl  manifest.json
+      retrieve/   records.jsonl  skips.jsonl  manifest.json
+      relabel/    records.jsonl  skips.jsonl  manifest.json
+      fret.jsonl              the FRet examples
+      manifest.json           teacher, embedder, config, config hash, counts, per-stage stats
+
+Each stage's fingerprint covers its config, the backend identities and the fingerprint of its
+input, so a stage is reused only when nothing upstream changed; a folder written under another
+fingerprint is refused with a message saying how to rebuild it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._io import StageCheckpoint, fingerprint
+from ._version import __version__
+from .config import FRetConfig
+from .corpus import PassageSource, load_passages
+from .errors import GeckoDistillError
+from .generate import generate
+from .llm.base import LLM
+from .llm.cache import CachedLLM
+from .records import FRetExample, GeneratedQuery, RankedCandidates
+from .relabel import relabel
+from .retrieve import embedder_name, retrieve
+
+__all__ = ["build_fret", "FRetDataset"]
+
+logger = logging.getLogger(__name__)
+
+
+class FRetDataset(list):
+    """The FRet examples of a run (a plain ``list[FRetExample]``), with the run's statistics.
+
+    Attributes:
+        stats: Per-stage statistics: counts, skips by reason, LLM calls and tokens, wall time.
+        output_dir: Where the run was written, if anywhere.
+    """
+
+    def __init__(self, examples: list[FRetExample], stats: dict[str, Any], output_dir: Path | None = None):
+        super().__init__(examples)
+        self.stats = stats
+        self.output_dir = output_dir
+
+
+def build_fret(
+    passages: PassageSource,
+    *,
+    llm: LLM | None = None,
+    embedder: Any = None,
+    config: FRetConfig | None = None,
+    output_dir: str | Path | None = None,
+    overwrite: bool = False,
+) -> FRetDataset:
+    """Build an FRet dataset from unlabelled passages (Gecko's two-step distillation).
+
+    Args:
+        passages: Strings, :class:`Passage` records, dicts, or a BEIR ``corpus.jsonl`` path.
+        llm: The teacher. Default: the offline gemma-3-270m (loaded only if a stage needs it).
+            Wrapped in a persistent cache in ``output_dir`` unless it is a ``CachedLLM``.
+        embedder: A ``SentenceTransformer`` or a model path. Default: all-MiniLM-L6-v2.
+        config: Per-stage settings; default :class:`FRetConfig()`.
+        output_dir: Where stage outputs, the LLM cache and ``fret.jsonl`` go. A run in an
+            existing folder resumes it; ``None`` keeps everything in memory.
+        overwrite: Rebuild stages whose saved output was made with another config or input,
+            instead of refusing them.
+
+    Returns:
+        The FRet examples, a list with ``.stats``.
+
+    Raises:
+        InputError: The corpus is empty or malformed (the message names the file and line).
+        StaleOutputError: ``output_dir`` holds a stage built with another config.
+
+    Example:
+        >>> from gecko_distill import build_fret, FRetConfig, RetrieveConfig
+        >>> from gecko_distill.testing import FakeLLM
+        >>> texts = ["ls lists information about the files in a directory, sorted by name",
+        ...          "cp copies files and directories from a source to a destination",
+        ...          "rm removes each given file; it does not remove directories by default",
+        ...          "mkdir creates the directories named on the command line",
+        ...          "grep prints the lines of its input files that match a pattern"]
+        >>> fret = build_fret(texts, llm=FakeLLM(), config=FRetConfig(retrieve=RetrieveConfig(top_n=4)))
+        >>> len(fret), fret[0].query, fret.stats["relabel"]["llm_calls"]
+        (5, 'ls lists information about', 20)
+    """
+    config = config or FRetConfig()
+    out = Path(output_dir) if output_dir is not None else None
+    started = time.perf_counter()
+    corpus = load_passages(passages)
+    passages_ = corpus.records
+    teacher = _teacher(llm, out)
+    embedder_id = embedder if isinstance(embedder, str) else embedder_name(embedder) if embedder is not None else "default:all-MiniLM-L6-v2"
+
+    def checkpoint(stage: str, record_type: type, key: Callable, fp: str) -> StageCheckpoint:
+        folder = out / stage if out is not None else None
+        return StageCheckpoint(stage, record_type, key, folder=folder, fingerprint=fp, overwrite=overwrite)
+
+    corpus_fp = fingerprint([p.model_dump() for p in passages_])
+    generate_fp = fingerprint("generate", config.generate, teacher.name, corpus_fp)
+    generated = generate(
+        passages_, teacher, config.generate, checkpoint=checkpoint("generate", GeneratedQuery, lambda q: q.id, generate_fp)
+    )
+    if not generated.records:
+        raise GeckoDistillError(f"the LLM wrote no usable query for {len(passages_)} passages; skips: {generated.skip_counts}")
+
+    retrieve_fp = fingerprint("retrieve", config.retrieve, embedder_id, generate_fp)
+    retrieved = retrieve(
+        generated.records,
+        passages_,
+        embedder,
+        config.retrieve,
+        checkpoint=checkpoint("retrieve", RankedCandidates, lambda r: r.query.id, retrieve_fp),
+    )
+
+    scorer = teacher if config.relabel.rank_by != "seed" else None
+    relabel_fp = fingerprint("relabel", config.relabel, scorer.name if scorer else None, retrieve_fp)
+    relabelled = relabel(
+        retrieved.records,
+        passages_,
+        scorer,
+        config.relabel,
+        checkpoint=checkpoint("relabel", FRetExample, lambda e: e.id, relabel_fp),
+    )
+
+    stats = {
+        "corpus": corpus.stats,
+        "generate": {**generated.stats, "skipped": generated.skip_counts},
+        "retrieve": {**retrieved.stats, "skipped": retrieved.skip_counts},
+        "relabel": {**relabelled.stats, "skipped": relabelled.skip_counts},
+        "examples": len(relabelled.records),
+        "wall_time_s": round(time.perf_counter() - started, 3),
+    }
+    if out is not None:
+        _write_outputs(out, relabelled.records, stats, config, teacher.name, embedder_id, relabel_fp)
+    logger.info(
+        "build_fret: %d examples from %d passages; %.0f%% of positives are not the seed",
+        len(relabelled.records),
+        len(passages_),
+        100 * relabelled.stats.get("positive_not_seed", 0),
+    )
+    return FRetDataset(relabelled.records, stats, out)
+
+
+def _teacher(llm: LLM | None, out: Path | None) -> LLM:
+    teacher = llm if llm is not None else _DefaultTeacher()
+    if out is not None and not isinstance(teacher, CachedLLM):
+        teacher = CachedLLM(teacher, out / "llm_cache.sqlite")
+    return teacher
+
+
+class _DefaultTeacher:
+    """The offline gemma-3-270m, loaded on first use so a finished run never loads it."""
+
+    def __init__(self) -> None:
+        self._llm: LLM | None = None
+        self._name: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self._name is None:
+            from .llm.registry import offline_gguf_path
+            from .llm.transformers_backend import gguf_backend_name
+
+            self._name = gguf_backend_name(offline_gguf_path())
+        return self._name
+
+    def _model(self) -> LLM:
+        if self._llm is None:
+            from .llm.registry import get_llm
+
+            self._llm = get_llm()
+        return self._llm
+
+    def generate(self, requests):
+        return self._model().generate(requests)
+
+    def score(self, requests):
+        return self._model().score(requests)
+
+
+def _write_outputs(
+    out: Path, examples: list[FRetExample], stats: dict, config: FRetConfig, teacher: str, embedder: str, fp: str
+) -> None:
+    tmp = out / "fret.jsonl.tmp"
+    with tmp.open("w", encoding="utf-8") as f:
+        for example in examples:
+            f.write(example.model_dump_json() + "\n")
+    os.replace(tmp, out / "fret.jsonl")
+    manifest = {
+        "library_version": __version__,
+        "teacher": teacher,
+        "embedder": embedder,
+        "config": config.model_dump(mode="json"),
+        "config_hash": fingerprint(config),
+        "fingerprint": fp,
+        "counts": {"passages": stats["corpus"]["passages"], "examples": len(examples)},
+        "stats": stats,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

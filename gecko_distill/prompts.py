@@ -1,0 +1,151 @@
+"""Prompt templates of the LLM-facing stages, and the few-shot pool of task types.
+
+The prompts are plain-text completions (no chat template) so that base models such as
+gemma-3-270m can follow them as well as instruction-tuned ones.
+"""
+
+from __future__ import annotations
+
+import random
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "FewShotExample",
+    "FEW_SHOT_POOL",
+    "generation_prompt",
+    "ql_context",
+    "rc_question",
+    "rc_context",
+    "RC_CHOICES",
+]
+
+
+class FewShotExample(BaseModel):
+    """One demonstration: a passage with the task and query written for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task_type: str
+    passage: str
+    task: str
+    query: str
+
+
+#: Demonstrations covering ten task types; each prompt shows a seeded sample of them.
+FEW_SHOT_POOL: tuple[FewShotExample, ...] = (
+    FewShotExample(
+        task_type="question answering",
+        passage="The Great Barrier Reef, off the coast of Queensland, is the world's largest coral reef system, "
+        "made of over 2,900 individual reefs stretching for 2,300 kilometres.",
+        task="Given a question, retrieve passages that answer the question",
+        query="how long is the great barrier reef",
+    ),
+    FewShotExample(
+        task_type="fact checking",
+        passage="Marie Curie was the first woman to win a Nobel Prize, and remains the only person to win Nobel "
+        "Prizes in two different sciences, physics in 1903 and chemistry in 1911.",
+        task="Given a claim, retrieve documents that support or refute the claim",
+        query="Marie Curie won a Nobel Prize in biology",
+    ),
+    FewShotExample(
+        task_type="web search",
+        passage="To reset a forgotten router password, hold the reset button on the back of the device for ten "
+        "seconds; it restores the factory settings, including the default admin login.",
+        task="Given a web search query, retrieve relevant passages that answer the query",
+        query="forgot router admin password reset",
+    ),
+    FewShotExample(
+        task_type="keyword search",
+        passage="The rsync utility synchronises files between two locations, sending only the differences, and "
+        "can preserve permissions, timestamps and symbolic links over SSH.",
+        task="Given keywords, retrieve documents that contain information about them",
+        query="rsync incremental copy ssh permissions",
+    ),
+    FewShotExample(
+        task_type="sentence similarity",
+        passage="Regular physical exercise lowers the risk of heart disease and improves mood and sleep.",
+        task="Retrieve sentences that are semantically similar to the given sentence",
+        query="Working out often is good for your heart, your mood and your sleep.",
+    ),
+    FewShotExample(
+        task_type="summary search",
+        passage="The committee reviewed three proposals for the new library. After weighing cost, location and "
+        "accessibility, it chose the riverside site, which is cheapest and closest to public transport.",
+        task="Given a summary, retrieve the document that it summarizes",
+        query="committee picks cheap, accessible riverside site for the new library",
+    ),
+    FewShotExample(
+        task_type="how-to",
+        passage="In Python, a list can be sorted in place with list.sort(); sorted() returns a new list. Both "
+        "accept a key function and reverse=True for descending order.",
+        task="Given a how-to question, retrieve the passage that explains how to do it",
+        query="how to sort a python list in descending order",
+    ),
+    FewShotExample(
+        task_type="definition",
+        passage="Photosynthesis is the process by which green plants use sunlight, water and carbon dioxide to "
+        "produce glucose and release oxygen.",
+        task="Given a term, retrieve the passage that defines it",
+        query="photosynthesis",
+    ),
+    FewShotExample(
+        task_type="title search",
+        passage="Rising sea temperatures are pushing many fish species toward the poles, forcing fishing fleets "
+        "to travel further and changing which species reach local markets.",
+        task="Given a headline, retrieve the news article it belongs to",
+        query="Warming oceans drive fish toward the poles",
+    ),
+    FewShotExample(
+        task_type="tool description",
+        passage="grep searches the named input files for lines containing a match to the given patterns and "
+        "prints each matching line.",
+        task="Given a description of what a command does, retrieve the manual page of that command",
+        query="print lines that match a pattern",
+    ),
+)
+
+_GENERATION_HEADER = (
+    "For each passage, write a retrieval task and a query. The passage must answer the query, "
+    "but the query must not copy the passage.\n\n"
+)
+
+
+def _block(passage: str, task: str = "", query: str = "") -> str:
+    if not task:
+        return f"Passage: {passage}\nTask:"
+    return f"Passage: {passage}\nTask: {task}\nQuery: {query}\n\n"
+
+
+def generation_prompt(passage: str, rng: random.Random, num_examples: int) -> str:
+    """The few-shot prompt for one seed passage; ``rng`` picks and orders the examples.
+
+    Example:
+        >>> prompt = generation_prompt("Geckos can climb glass.", random.Random(0), num_examples=2)
+        >>> prompt.endswith("Passage: Geckos can climb glass.\\nTask:")
+        True
+    """
+    examples = rng.sample(FEW_SHOT_POOL, k=min(num_examples, len(FEW_SHOT_POOL)))
+    shots = "".join(_block(e.passage, e.task, e.query) for e in examples)
+    return _GENERATION_HEADER + shots + _block(passage)
+
+
+#: The relevance-classification answers whose log-odds give the RC score.
+RC_CHOICES = (" Yes", " No")
+
+_SCORING_HEADER = "Read the passage, then write a search query that the passage answers.\n\n"
+
+
+def ql_context(passage: str, task: str) -> str:
+    """Context for query likelihood: log P(query | this context)."""
+    return f"{_SCORING_HEADER}Passage: {passage}\nTask: {task}\nQuery:"
+
+
+def rc_question() -> str:
+    """The relevance question, asked after the passage and the query."""
+    return "\nDoes the passage answer the query? Answer Yes or No.\nAnswer:"
+
+
+def rc_context(passage: str, task: str, query: str) -> str:
+    """The separate relevance prompt of the paper: query first, then the passage, then the question."""
+    return f"Task: {task}\nQuery: {query}\nPassage: {passage}{rc_question()}"

@@ -1,0 +1,262 @@
+"""Stage 3: the LLM ranks each query's candidates; reciprocal-rank fusion picks the positive.
+
+Two signals per (query, candidate) pair, both from the LLM's own log-probabilities:
+
+* query likelihood (QL): log P(query | passage), divided by the query's token count;
+* relevance classification (RC): log P(" Yes") - log P(" No") after the question
+  "Does the passage answer the query?".
+
+``scoring="fused"`` reads both from one forward pass over
+``[instruction][passage][query][question]``; ``scoring="separate"`` uses the paper's two
+prompts. The ranks are fused as 1/r_QL + 1/r_RC (ties share the best rank); the fused top-1 is
+the positive, which need not be the seed passage. The hard negative is the lowest-ranked other
+candidate (``"last"``) or a random one (``"random"``); the seed is never used as a negative.
+A backend that cannot score a given continuation (a chat API) falls back to RC alone, logged
+and recorded in the statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ._io import StageCheckpoint, StageResult
+from ._usage import LLMUsage
+from .config import RelabelConfig
+from .generate import truncate_words
+from .llm.base import LLM, ScoreRequest, UnsupportedCapabilityError
+from .prompts import RC_CHOICES, ql_context, rc_context, rc_question
+from .records import Candidate, FRetExample, Passage, RankedCandidates
+
+__all__ = ["relabel", "rank_with_ties", "reciprocal_rank_fusion"]
+
+logger = logging.getLogger(__name__)
+
+
+def rank_with_ties(values: Sequence[float]) -> list[int]:
+    """1-based ranks, highest value first; tied values share the best rank ("min" ranking).
+
+    Example:
+        >>> rank_with_ties([0.2, 0.9, 0.2, 0.5])
+        [3, 1, 3, 2]
+    """
+    order = sorted(values, reverse=True)
+    first = {}
+    for i, v in enumerate(order, start=1):
+        first.setdefault(v, i)
+    return [first[v] for v in values]
+
+
+def reciprocal_rank_fusion(*rankings: Sequence[int]) -> list[float]:
+    """Sum of 1/rank over the rankings (Gecko's fusion, no smoothing constant).
+
+    Example:
+        >>> reciprocal_rank_fusion([1, 2, 3], [3, 1, 2])
+        [1.3333333333333333, 1.5, 0.8333333333333333]
+    """
+    return [sum(1.0 / r for r in ranks) for ranks in zip(*rankings)]
+
+
+def relabel(
+    candidates: Sequence[RankedCandidates],
+    passages: Sequence[Passage],
+    llm: LLM | None,
+    config: RelabelConfig | None = None,
+    *,
+    checkpoint: StageCheckpoint[FRetExample] | None = None,
+) -> StageResult[FRetExample]:
+    """Score every candidate with the LLM and turn each query into an FRet example.
+
+    Args:
+        candidates: Output of :func:`~gecko_distill.retrieve`.
+        passages: The corpus (candidates are looked up by id).
+        llm: The teacher; may be ``None`` only with ``config.rank_by="seed"``.
+        config: Stage settings; defaults to :class:`RelabelConfig()`.
+        checkpoint: Where finished examples are kept (and resumed from); in memory if omitted.
+
+    Returns:
+        FRet examples in query order, counted skips, and statistics: the share of positives
+        that are not the seed, how often QL and RC agree on the top-1, LLM calls and tokens.
+
+    Example:
+        >>> from gecko_distill import Candidate, GeneratedQuery, Passage, RankedCandidates, relabel
+        >>> from gecko_distill.testing import FakeLLM
+        >>> passages = [Passage(id="a", text="cats purr"), Passage(id="b", text="geckos climb walls"),
+        ...             Passage(id="c", text="taxes are due in april")]
+        >>> query = GeneratedQuery(id="a#0", passage_id="a", task="find facts", query="geckos climb")
+        >>> cands = RankedCandidates(query=query, candidates=[Candidate(passage_id=p.id, retrieval_score=0.5)
+        ...                                                    for p in passages])
+        >>> example = relabel([cands], passages, FakeLLM()).records[0]
+        >>> example.positive.id, example.positive_is_seed, example.negative.id
+        ('b', False, 'c')
+    """
+    config = config or RelabelConfig()
+    if llm is None and config.rank_by != "seed":
+        raise ValueError(f"relabel with rank_by={config.rank_by!r} needs an LLM")
+    checkpoint = checkpoint or StageCheckpoint("relabel", FRetExample, key=lambda e: e.id)
+    started = time.perf_counter()
+    by_id = {p.id: p for p in passages}
+    scorer = _Scorer(llm, config) if llm is not None and config.rank_by != "seed" else None
+    if not checkpoint.complete:
+        done = checkpoint.done_ids
+        todo = [c for c in candidates if c.query.id not in done]
+        with tqdm(total=len(todo), desc="relabel", unit="query", disable=None) as bar:
+            for item in todo:
+                _relabel_one(item, by_id, scorer, config, checkpoint)
+                bar.update(1)
+    examples = checkpoint.records
+    stats = {
+        "queries": len(candidates),
+        "examples": len(examples),
+        "positive_not_seed": round(sum(not e.positive_is_seed for e in examples) / max(len(examples), 1), 4),
+        "rank_by": config.rank_by,
+        "scoring": config.scoring,
+        **(scorer.stats() if scorer else {}),
+        "wall_time_s": time.perf_counter() - started,
+    }
+    return checkpoint.finish([c.query.id for c in candidates], stats, config)
+
+
+def _relabel_one(
+    item: RankedCandidates,
+    by_id: dict[str, Passage],
+    scorer: _Scorer | None,
+    config: RelabelConfig,
+    checkpoint: StageCheckpoint[FRetExample],
+) -> None:
+    query = item.query
+    pool = [c for c in item.candidates if c.passage_id in by_id]
+    if len(pool) < 3:
+        checkpoint.skip(query.id, "too_few_candidates", f"{len(pool)} candidates")
+        return
+    if scorer is None:  # seed-only positives: rank by retrieval, seed first
+        retrieval = [c.retrieval_score + (1e9 if c.passage_id == query.passage_id else 0) for c in pool]
+        ranked = _ranked(pool, None, None, rank_with_ties(retrieval), [1.0 / r for r in rank_with_ties(retrieval)])
+    else:
+        texts = [truncate_words(by_id[c.passage_id].text, config.max_passage_words)[0] for c in pool]
+        signals, error = scorer.score(query.task, query.query, texts)
+        if error:
+            checkpoint.skip(query.id, "llm_error", error)
+            return
+        ql, rc = signals
+        ql_ranks, rc_ranks = rank_with_ties(ql) if ql else None, rank_with_ties(rc) if rc else None
+        use = {"rrf": [r for r in (ql_ranks, rc_ranks) if r], "ql": [ql_ranks or rc_ranks], "rc": [rc_ranks or ql_ranks]}
+        fused = reciprocal_rank_fusion(*use[config.rank_by])
+        ranked = _ranked(pool, ql, rc, rank_with_ties(fused), fused, ql_ranks, rc_ranks)
+    positive = ranked[0]
+    others = [c for c in ranked[1:] if c.passage_id != query.passage_id]
+    if config.negative == "last":
+        negative = others[-1]
+    else:
+        negative = random.Random(f"{config.seed}:{query.id}").choice(others)
+    checkpoint.add(
+        FRetExample(
+            id=query.id,
+            task=query.task,
+            query=query.query,
+            positive=by_id[positive.passage_id],
+            negative=by_id[negative.passage_id],
+            seed_passage_id=query.passage_id,
+            positive_is_seed=positive.passage_id == query.passage_id,
+            positive_ranks=_ranks(positive),
+            negative_ranks=_ranks(negative),
+        )
+    )
+
+
+def _ranked(pool, ql, rc, fused_ranks, fused, ql_ranks=None, rc_ranks=None) -> list[Candidate]:
+    scored = [
+        c.model_copy(
+            update={
+                "ql": ql[i] if ql else None,
+                "rc": rc[i] if rc else None,
+                "ql_rank": ql_ranks[i] if ql_ranks else None,
+                "rc_rank": rc_ranks[i] if rc_ranks else None,
+                "fused_score": fused[i],
+                "fused_rank": fused_ranks[i],
+            }
+        )
+        for i, c in enumerate(pool)
+    ]
+    return sorted(scored, key=lambda c: c.fused_rank)  # stable: ties keep retrieval order
+
+
+def _ranks(c: Candidate) -> dict[str, int]:
+    ranks = {"fused": c.fused_rank}
+    if c.ql_rank is not None:
+        ranks["ql"] = c.ql_rank
+    if c.rc_rank is not None:
+        ranks["rc"] = c.rc_rank
+    return ranks
+
+
+class _Scorer:
+    """Builds the score requests for one query's candidates and turns answers into QL and RC."""
+
+    def __init__(self, llm: LLM, config: RelabelConfig):
+        self.llm = llm
+        self.config = config
+        self.ql_available = True
+        self.usage = LLMUsage()
+        self.compared = 0
+        self.top1_agree = 0
+        self.rank_correlations: list[float] = []
+
+    def score(self, task: str, query: str, texts: list[str]) -> tuple[tuple[list[float] | None, list[float]], str | None]:
+        requests = self._requests(task, query, texts)
+        try:
+            results = self.llm.score(requests)
+        except UnsupportedCapabilityError as exc:
+            if not self.ql_available:
+                raise
+            logger.warning("%s cannot score query likelihood (%s); relabelling with relevance classification only", self.llm.name, exc)
+            self.ql_available = False
+            return self.score(task, query, texts)
+        self.usage.add(results)
+        errors = [r.error for r in results if r.error]
+        if errors:
+            return (None, []), f"{len(errors)} of {len(results)} scores failed: {errors[0]}"
+        n = len(texts)
+        if not self.ql_available:
+            return (None, [r.choice_logprobs[0] - r.choice_logprobs[1] for r in results]), None
+        if self.config.scoring == "fused":
+            ql = [r.mean_logprob for r in results]
+            rc = [r.choice_logprobs[0] - r.choice_logprobs[1] for r in results]
+        else:
+            ql = [r.mean_logprob for r in results[:n]]
+            rc = [r.choice_logprobs[0] - r.choice_logprobs[1] for r in results[n:]]
+        self._agreement(ql, rc)
+        return (ql, rc), None
+
+    def _requests(self, task: str, query: str, texts: list[str]) -> list[ScoreRequest]:
+        query = " " + query.strip()
+        if not self.ql_available:
+            return [ScoreRequest(context=rc_context(t, task, query.strip()), choices=RC_CHOICES) for t in texts]
+        if self.config.scoring == "fused":
+            return [
+                ScoreRequest(context=ql_context(t, task), continuation=query, suffix=rc_question(), choices=RC_CHOICES)
+                for t in texts
+            ]
+        return [ScoreRequest(context=ql_context(t, task), continuation=query) for t in texts] + [
+            ScoreRequest(context=rc_context(t, task, query.strip()), choices=RC_CHOICES) for t in texts
+        ]
+
+    def _agreement(self, ql: list[float], rc: list[float]) -> None:
+        self.compared += 1
+        self.top1_agree += int(np.argmax(ql) == np.argmax(rc))
+        rq, rr = np.array(rank_with_ties(ql), float), np.array(rank_with_ties(rc), float)
+        if rq.std() > 0 and rr.std() > 0:
+            self.rank_correlations.append(float(np.corrcoef(rq, rr)[0, 1]))
+
+    def stats(self) -> dict[str, object]:
+        out: dict[str, object] = {**self.usage.as_dict(), "ql_available": self.ql_available}
+        if self.compared:
+            out["ql_rc_top1_agreement"] = round(self.top1_agree / self.compared, 4)
+        if self.rank_correlations:
+            out["ql_rc_spearman"] = round(float(np.mean(self.rank_correlations)), 4)
+        return out

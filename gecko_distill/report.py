@@ -1,0 +1,68 @@
+"""A plain-text summary table of a ``build_fret`` run, from its statistics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["summary_table"]
+
+
+def _skips(skipped: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items(), key=lambda kv: -kv[1])) or "-"
+
+
+def summary_table(stats: dict[str, Any]) -> str:
+    """Render ``FRetDataset.stats`` as a table: per stage, items in and kept, skips by reason,
+    LLM calls (and cache hits), tokens, and wall time.
+
+    Example:
+        >>> stats = {"corpus": {"read": 3, "passages": 2, "skipped": {"empty_text": 1}},
+        ...          "generate": {"passages": 2, "queries": 2, "llm_calls": 2, "llm_cached": 0,
+        ...                       "llm_prompt_tokens": 90, "llm_completion_tokens": 20, "wall_time_s": 1.5, "skipped": {}},
+        ...          "retrieve": {"queries": 2, "wall_time_s": 0.2, "skipped": {}},
+        ...          "relabel": {"queries": 2, "examples": 2, "positive_not_seed": 0.5, "llm_calls": 8,
+        ...                      "llm_cached": 0, "llm_prompt_tokens": 400, "wall_time_s": 3.0, "skipped": {}},
+        ...          "examples": 2, "wall_time_s": 4.9}
+        >>> print(summary_table(stats))  # doctest: +NORMALIZE_WHITESPACE
+        stage     in  kept  skipped       LLM calls  cached  tokens  wall s
+        corpus     3     2  empty_text 1          -       -       -       -
+        generate   2     2  -                     2       0     110     1.5
+        retrieve   2     2  -                     -       -       -     0.2
+        relabel    2     2  -                     8       0     400     3.0
+        examples: 2; positives that are not the seed: 50.0%; total wall time 4.9 s
+    """
+    corpus, gen, ret, rel = (stats[k] for k in ("corpus", "generate", "retrieve", "relabel"))
+    rows = [
+        ("corpus", corpus["read"], corpus["passages"], corpus.get("skipped", {}), None),
+        ("generate", gen["passages"], gen["queries"], gen.get("skipped", {}), gen),
+        ("retrieve", ret["queries"], ret["queries"] - sum(ret.get("skipped", {}).values()), ret.get("skipped", {}), None),
+        ("relabel", rel["queries"], rel["examples"], rel.get("skipped", {}), rel),
+    ]
+    table = [("stage", "in", "kept", "skipped", "LLM calls", "cached", "tokens", "wall s")]
+    for name, n_in, kept, skipped, llm in rows:
+        tokens = llm and llm.get("llm_prompt_tokens", 0) + llm.get("llm_completion_tokens", 0)
+        table.append(
+            (
+                name,
+                str(n_in),
+                str(kept),
+                _skips(skipped),
+                str(llm.get("llm_calls", 0)) if llm else "-",
+                str(llm.get("llm_cached", 0)) if llm else "-",
+                str(tokens) if llm else "-",
+                f"{stats[name]['wall_time_s']:.1f}" if "wall_time_s" in stats[name] else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    align = ["<", ">", ">", "<", ">", ">", ">", ">"]
+    lines = ["  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)).rstrip() for row in table]
+    share = rel.get("positive_not_seed", 0.0)
+    lines.append(
+        f"examples: {stats['examples']}; positives that are not the seed: {100 * share:.1f}%; "
+        f"total wall time {stats['wall_time_s']:.1f} s"
+    )
+    notes = [n for stage in (gen, rel) for n in stage.get("notes", [])]
+    if rel.get("ql_available") is False:
+        notes.append("the teacher cannot score query likelihood: positives were ranked by relevance classification only")
+    lines.extend(f"note: {n}" for n in notes)
+    return "\n".join(lines)

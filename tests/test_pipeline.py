@@ -1,0 +1,110 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gecko_distill import FRetConfig, FRetExample, RetrieveConfig, StaleOutputError, build_fret, GenerateConfig
+from gecko_distill.cli import main
+from gecko_distill.testing import FakeLLM
+
+CONFIG = FRetConfig(retrieve=RetrieveConfig(top_n=4))
+
+
+@pytest.fixture
+def corpus(pydoc_passages, tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"_id": p.id, "title": p.title, "text": p.text}) + "\n" for p in pydoc_passages[:12]))
+    return path
+
+
+def test_build_fret_writes_stages_fret_jsonl_and_manifest(corpus, embedder, tmp_path):
+    out = tmp_path / "run"
+    fret = build_fret(corpus, llm=FakeLLM(), embedder=embedder, config=CONFIG, output_dir=out)
+    assert len(fret) == 12 and all(isinstance(e, FRetExample) for e in fret)
+    assert all(e.positive.id != e.negative.id and e.negative.id != e.seed_passage_id for e in fret)
+    on_disk = [FRetExample.model_validate_json(line) for line in (out / "fret.jsonl").read_text().splitlines()]
+    assert on_disk == list(fret)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["teacher"] == "fake-llm" and manifest["counts"] == {"passages": 12, "examples": 12}
+    assert manifest["config"]["retrieve"]["top_n"] == 4 and len(manifest["config_hash"]) == 64
+    for stage in ("generate", "retrieve", "relabel"):
+        stage_manifest = json.loads((out / stage / "manifest.json").read_text())
+        assert stage_manifest["status"] == "complete" and stage_manifest["library_version"]
+    relabel = fret.stats["relabel"]
+    assert fret.stats["generate"]["llm_calls"] == 12 and relabel["llm_calls"] + relabel["llm_cached"] == 48
+
+
+def test_rerun_makes_no_llm_calls(corpus, embedder, tmp_path):
+    first = build_fret(corpus, llm=FakeLLM(), embedder=embedder, config=CONFIG, output_dir=tmp_path / "run")
+    llm = FakeLLM()
+    again = build_fret(corpus, llm=llm, embedder=embedder, config=CONFIG, output_dir=tmp_path / "run")
+    assert llm.history == [] and list(again) == list(first)
+
+
+def test_interrupted_run_resumes_without_repeating_llm_calls(corpus, embedder, tmp_path):
+    class Crashing(FakeLLM):
+        def score(self, requests):
+            if sum(1 for r in self.history if hasattr(r, "continuation")) >= 20:
+                raise KeyboardInterrupt  # killed mid-relabel
+            return super().score(requests)
+
+    crashing = Crashing()
+    with pytest.raises(KeyboardInterrupt):
+        build_fret(corpus, llm=crashing, embedder=embedder, config=CONFIG, output_dir=tmp_path / "run")
+    answered = len(crashing.history)
+    resumed = FakeLLM()
+    fret = build_fret(corpus, llm=resumed, embedder=embedder, config=CONFIG, output_dir=tmp_path / "run")
+    assert len(fret) == 12 and len({e.id for e in fret}) == 12
+    # the resumed run asks nothing that was answered before (identical requests come from the cache)
+    assert answered > 12 and len(resumed.history) > 0
+    assert not set(resumed.history) & set(crashing.history)
+    assert all(hasattr(r, "continuation") for r in resumed.history)  # generation was not redone
+
+
+def test_changed_config_is_refused_then_rebuilt_with_overwrite(corpus, embedder, tmp_path):
+    build_fret(corpus, llm=FakeLLM(), embedder=embedder, config=CONFIG, output_dir=tmp_path / "run")
+    changed = FRetConfig(retrieve=RetrieveConfig(top_n=3))
+    with pytest.raises(StaleOutputError, match=r"run/retrieve: refusing to reuse the 'retrieve' stage"):
+        build_fret(corpus, llm=FakeLLM(), embedder=embedder, config=changed, output_dir=tmp_path / "run")
+    llm = FakeLLM()
+    fret = build_fret(corpus, llm=llm, embedder=embedder, config=changed, output_dir=tmp_path / "run", overwrite=True)
+    assert len(fret) == 12
+    assert all(hasattr(r, "continuation") for r in llm.history)  # generate was reused, relabel redone
+
+
+def test_changed_teacher_invalidates_every_llm_stage(corpus, embedder, tmp_path):
+    build_fret(corpus, llm=FakeLLM(), embedder=embedder, config=CONFIG, output_dir=tmp_path / "run")
+    with pytest.raises(StaleOutputError, match="'generate' stage"):
+        build_fret(corpus, llm=FakeLLM(name="other"), embedder=embedder, config=CONFIG, output_dir=tmp_path / "run")
+
+
+def test_no_usable_query_is_a_clear_error(corpus, embedder):
+    from gecko_distill import GeckoDistillError
+
+    with pytest.raises(GeckoDistillError, match=r"wrote no usable query for 12 passages; skips: \{'unparseable': 12\}"):
+        build_fret(corpus, llm=FakeLLM(replies=["nonsense"] * 36), embedder=embedder, config=CONFIG)
+
+
+def test_cli_build_fret_prints_the_summary_table(corpus, tmp_path, capsys):
+    code = main(["build-fret", str(corpus), "--out", str(tmp_path / "cli"), "--llm", "fake", "--top-n", "4", "--limit", "5"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "stage" in out and "generate" in out and "positives that are not the seed" in out
+    assert f"wrote 5 FRet examples to {tmp_path / 'cli'}/fret.jsonl" in out
+    assert len((tmp_path / "cli" / "fret.jsonl").read_text().splitlines()) == 5
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "the corpus has no usable passages"), (b'{"_id": "a", "text": "x"}\n{"_id": "a", "text": "y"}\n', ":2: duplicate passage id 'a'"),
+     (b'{"_id": "a", "text": "x"\n', ":1: invalid JSON"), (b'{"_id": "a", "text": "\xff"}\n', ":1: not valid UTF-8")],
+)
+def test_cli_bad_input_is_one_line_without_traceback(tmp_path, content, message):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_bytes(content)
+    proc = subprocess.run([sys.executable, "-m", "gecko_distill.cli", "build-fret", str(corpus), "--out", str(tmp_path / "o"),
+                           "--llm", "fake"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("gecko-distill: error: ")
