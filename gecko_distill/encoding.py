@@ -17,7 +17,7 @@ import numpy as np
 
 from ._lazy import require
 from .errors import InputError
-from .formatting import format_document, format_query
+from . import formatting
 from .paths import default_embedder_path
 from .records import Passage
 
@@ -38,9 +38,14 @@ QueryInput = Union[str, tuple[str, str]]
 DocumentInput = Union[str, Passage, Mapping[str, Any]]
 
 
-def load_model(model: Any = None, *, truncate_dim: int | None = None) -> Any:
-    """A ``SentenceTransformer`` on CPU: the offline default for ``None``, loaded from a folder
-    for a path, or ``model`` itself when it is already a model.
+def load_model(model: Any = None, *, truncate_dim: int | None = None, device: str | None = None) -> Any:
+    """A ``SentenceTransformer``: the offline default for ``None``, loaded from a folder for a
+    path, or ``model`` itself when it is already a model.
+
+    Args:
+        model: ``None``, a model folder, or a ``SentenceTransformer``.
+        truncate_dim: Output dimension of the loaded model (Matryoshka truncation).
+        device: ``"cpu"``, ``"cuda"``...; ``None`` lets sentence-transformers pick.
 
     Example:
         >>> embedding_dimension(load_model())
@@ -49,7 +54,7 @@ def load_model(model: Any = None, *, truncate_dim: int | None = None) -> Any:
     if model is None or isinstance(model, (str, Path)):
         st = require("sentence_transformers", "gecko-distill")
         path = str(model or default_embedder_path())
-        return st.SentenceTransformer(path, device="cpu", truncate_dim=truncate_dim, local_files_only=True)
+        return st.SentenceTransformer(path, device=device, truncate_dim=truncate_dim, local_files_only=True)
     return model
 
 
@@ -116,10 +121,10 @@ def format_queries(queries: Sequence[QueryInput], task: str | None = None) -> li
         if isinstance(item, str):
             if task is None:
                 raise InputError(f"query {i} is a plain string: pass task=... or give (task, query) pairs")
-            texts.append(format_query(task, item))
+            texts.append(formatting.format_query(task, item))
         else:
             item_task, query = item
-            texts.append(format_query(item_task, query))
+            texts.append(formatting.format_query(item_task, query))
     return texts
 
 
@@ -134,11 +139,11 @@ def format_documents(documents: Sequence[DocumentInput]) -> list[str]:
     texts = []
     for i, doc in enumerate(documents):
         if isinstance(doc, str):
-            texts.append(format_document(doc))
+            texts.append(formatting.format_document(doc))
         elif isinstance(doc, Passage):
-            texts.append(format_document(doc.text, doc.title))
+            texts.append(formatting.format_document(doc.text, doc.title))
         elif isinstance(doc, Mapping) and isinstance(doc.get("text"), str):
-            texts.append(format_document(doc["text"], doc.get("title") or ""))
+            texts.append(formatting.format_document(doc["text"], doc.get("title") or ""))
         else:
             raise InputError(f"document {i}: expected a string, a Passage or a dict with 'text', got {type(doc).__name__}")
     return texts

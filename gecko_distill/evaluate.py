@@ -24,7 +24,7 @@ from ._lazy import require
 from ._version import __version__
 from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, load_model
 from .errors import InputError
-from .formatting import format_document, format_query
+from . import formatting
 
 __all__ = [
     "EvalConfig",
@@ -208,13 +208,13 @@ def _read_qrels(path: Path, queries: dict[str, str], corpus: dict[str, Any], que
 def _query_texts(data: BeirData, config: EvalConfig) -> list[str]:
     if config.input_format == "plain":
         return list(data.queries.values())
-    return [format_query(config.task, text) for text in data.queries.values()]
+    return [formatting.format_query(config.task, text) for text in data.queries.values()]
 
 
 def _document_texts(data: BeirData, config: EvalConfig) -> list[str]:
     if config.input_format == "plain":
         return [f"{title} {text}".strip() for title, text in data.corpus.values()]
-    return [format_document(text, title) for title, text in data.corpus.values()]
+    return [formatting.format_document(text, title) for title, text in data.corpus.values()]
 
 
 def beir_evaluator(

@@ -1,0 +1,426 @@
+"""Train a small embedder on FRet (and, optionally, other labelled data) with sentence-transformers.
+
+Nothing here is a training loop or a loss of our own: :func:`train` maps records to
+``anchor``/``positive``/``negative`` columns, formatted by :mod:`gecko_distill.formatting`
+(the same functions used at query time, see :mod:`gecko_distill.encoding`), and hands them to
+``SentenceTransformerTrainer`` with
+
+``MatryoshkaLoss(model, MultipleNegativesRankingLoss(model, directions=...), dims)``
+
+* in-batch negatives: every other positive and negative in the batch (MNRL),
+* the FRet hard negative: the ``negative`` column (MNRL adds it to the query's candidates),
+* same-tower negatives: the other queries of the batch (MNRL ``directions`` with
+  ``"query_to_query"``, one joint softmax, as in Gecko's loss),
+* ``BatchSamplers.NO_DUPLICATES``, so a passage shared by two examples never appears twice in a
+  batch (it would be a false in-batch negative).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from . import formatting
+from ._io import read_jsonl
+from ._lazy import require
+from ._version import __version__
+from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, format_documents, format_queries, load_model
+from .errors import InputError
+from .records import FRetExample
+
+__all__ = [
+    "TrainConfig",
+    "train",
+    "load_fret",
+    "fret_dataset",
+    "labelled_dataset",
+    "mix_datasets",
+    "build_loss",
+    "PROVENANCE_FILE",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Written next to the model: FRet manifest, training config, input formats, library version.
+PROVENANCE_FILE = "gecko_distill.json"
+
+FRET = "fret"
+
+_DIRECTIONS = {
+    "gecko": ("query_to_doc", "query_to_query"),
+    "infonce": ("query_to_doc",),
+    "gte": ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"),
+}
+
+ExtraData = Union[Sequence[Mapping[str, Any]], Any]  # a list of dicts or a datasets.Dataset
+
+
+class TrainConfig(BaseModel):
+    """Settings of :func:`train`.
+
+    Attributes:
+        matryoshka_dims: Dimensions the loss trains (each at most the model's); ``None`` means
+            the full dimension and the standard sizes below it, e.g. (384, 256, 128, 64).
+        epochs: Passes over the (mixed) training data.
+        max_steps: Stop after this many optimiser steps (overrides ``epochs``); for smoke runs.
+        batch_size: Examples per batch; every other example of the batch is a negative.
+        learning_rate: Peak AdamW learning rate.
+        warmup_ratio: Share of the steps with a linear warm-up.
+        scale: Similarity scale of the softmax, ``1 / temperature`` (20 = temperature 0.05).
+        loss_directions: ``"gecko"``: query->documents plus query->other queries (same-tower
+            negatives); ``"infonce"``: query->documents only; ``"gte"``: all four directions
+            of Li et al. (2023).
+        max_seq_length: Token limit of the model's input; ``None`` keeps the model's.
+        seed: Seeds shuffling, resampling and initialisation.
+        mix_ratios: Relative share of each training set per epoch, keyed by ``"fret"`` and the
+            names of ``extra_datasets``. Empty: each set is used once per epoch. Otherwise it
+            must name every set; FRet is used once per epoch and set *x* is resampled
+            (seeded; repeated when too small) to ``len(fret) * ratio[x] / ratio["fret"]``.
+            Each batch comes from one set (proportional sampling), Gecko-style.
+        eval_steps: With an evaluator, validate every this many steps; ``None``: each epoch.
+        logging_steps: Log the training loss every this many steps.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    matryoshka_dims: tuple[int, ...] | None = None
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=32, ge=2)
+    learning_rate: float = Field(default=2e-5, gt=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    scale: float = Field(default=20.0, gt=0)
+    loss_directions: Literal["gecko", "infonce", "gte"] = "gecko"
+    max_seq_length: int | None = Field(default=None, ge=8)
+    seed: int = 42
+    mix_ratios: dict[str, float] = Field(default_factory=dict)
+    eval_steps: int | None = Field(default=None, ge=1)
+    logging_steps: int = Field(default=10, ge=1)
+
+    @field_validator("mix_ratios")
+    @classmethod
+    def _positive_ratios(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not v > 0}
+        if bad:
+            raise ValueError(f"mix ratios must be positive, got {bad}")
+        return value
+
+
+def load_fret(path: str | Path) -> tuple[list[FRetExample], dict[str, Any]]:
+    """Read an FRet folder written by ``build_fret`` (``fret.jsonl`` + ``manifest.json``).
+
+    Args:
+        path: The folder, or its ``fret.jsonl``.
+
+    Returns:
+        The examples, and the manifest (``{}`` if the folder has none; a warning is logged).
+
+    Raises:
+        InputError: ``fret.jsonl`` is missing, empty or has an invalid line.
+
+    Example:
+        >>> examples, manifest = load_fret("runs/fret")  # doctest: +SKIP
+    """
+    path = Path(path)
+    folder, jsonl = (path, path / "fret.jsonl") if path.suffix != ".jsonl" else (path.parent, path)
+    if not jsonl.is_file():
+        raise InputError(f"{jsonl}: FRet file not found (expected the folder written by build_fret)")
+    examples = read_jsonl(jsonl, FRetExample)
+    if not examples:
+        raise InputError(f"{jsonl}: no FRet examples")
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        logger.warning("%s: no manifest.json; the model card will not record where the data came from", folder)
+        return examples, {}
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{manifest_path}: not valid JSON ({exc})") from None
+    return examples, manifest
+
+
+def fret_dataset(examples: Sequence[FRetExample]) -> Any:
+    """FRet examples as a ``datasets.Dataset`` with formatted ``anchor``/``positive``/``negative``.
+
+    Example:
+        >>> from gecko_distill.records import FRetExample, Passage
+        >>> ex = FRetExample(id="q1", task="find the command", query="list files",
+        ...     positive=Passage(id="ls", title="ls", text="List directory contents."),
+        ...     negative=Passage(id="cp", title="cp", text="Copy files."), seed_passage_id="ls",
+        ...     positive_is_seed=True, positive_ranks={}, negative_ranks={})
+        >>> fret_dataset([ex])[0]["anchor"]
+        'task: find the command | query: list files'
+    """
+    datasets = require("datasets", "gecko-distill[train]")
+    if not examples:
+        raise InputError("no FRet examples to train on")
+    return datasets.Dataset.from_dict(
+        {
+            "anchor": format_queries([(e.task, e.query) for e in examples]),
+            "positive": format_documents([e.positive for e in examples]),
+            "negative": format_documents([e.negative for e in examples]),
+        }
+    )
+
+
+def labelled_dataset(name: str, rows: ExtraData) -> Any:
+    """A labelled set (pairs or triplets) as a formatted ``datasets.Dataset``.
+
+    Each row has ``task`` (the task description of its query), ``anchor`` (the query),
+    ``positive`` and optionally ``negative``; a document is a string or a dict with ``text``
+    and optional ``title``.
+
+    Raises:
+        InputError: A row misses a column, or only some rows have a ``negative``.
+
+    Example:
+        >>> labelled_dataset("nq", [{"task": "answer the question", "anchor": "who wrote ls",
+        ...     "positive": {"title": "ls", "text": "Written by Richard Stallman."}}])[0]["positive"]
+        'title: ls | text: Written by Richard Stallman.'
+    """
+    datasets = require("datasets", "gecko-distill[train]")
+    rows = list(rows)
+    if not rows:
+        raise InputError(f"extra dataset {name!r} is empty")
+    has_negative = "negative" in rows[0]
+    for i, row in enumerate(rows):
+        missing = [c for c in ("task", "anchor", "positive") if c not in row]
+        if missing:
+            raise InputError(f"extra dataset {name!r}, row {i}: missing column(s) {missing} (need task, anchor, positive)")
+        if ("negative" in row) != has_negative:
+            raise InputError(f"extra dataset {name!r}, row {i}: either every row has a 'negative' or none does")
+    columns = {
+        "anchor": format_queries([(row["task"], row["anchor"]) for row in rows]),
+        "positive": format_documents([row["positive"] for row in rows]),
+    }
+    if has_negative:
+        columns["negative"] = format_documents([row["negative"] for row in rows])
+    return datasets.Dataset.from_dict(columns)
+
+
+def build_loss(model: Any, config: TrainConfig, dims: Sequence[int]) -> Any:
+    """``MatryoshkaLoss`` around ``MultipleNegativesRankingLoss`` with the configured directions."""
+    losses = require("sentence_transformers.sentence_transformer.losses", "sentence-transformers>=5.2")
+    inner = losses.MultipleNegativesRankingLoss(
+        model, scale=config.scale, directions=_DIRECTIONS[config.loss_directions], partition_mode="joint"
+    )
+    return losses.MatryoshkaLoss(model, inner, matryoshka_dims=list(dims))
+
+
+def train(
+    examples: Sequence[FRetExample] | str | Path,
+    *,
+    base_model: Any = None,
+    output_dir: str | Path,
+    config: TrainConfig | None = None,
+    extra_datasets: Mapping[str, ExtraData] | None = None,
+    evaluator: Any = None,
+    overwrite: bool = False,
+) -> Path:
+    """Fine-tune an embedder on FRet with a Matryoshka contrastive loss and save it.
+
+    Args:
+        examples: FRet examples, or an FRet folder written by ``build_fret``.
+        base_model: A ``SentenceTransformer`` or a model folder; ``None`` is the offline
+            all-MiniLM-L6-v2.
+        output_dir: Where the model is saved (a normal sentence-transformers folder).
+        config: Training settings; defaults to :class:`TrainConfig()`.
+        extra_datasets: Other labelled sets by name (see :func:`labelled_dataset`), mixed with
+            FRet at ``config.mix_ratios``.
+        evaluator: A sentence-transformers evaluator run during training (e.g.
+            :func:`gecko_distill.evaluate.beir_evaluator`).
+        overwrite: Replace a non-empty ``output_dir`` instead of refusing it.
+
+    Returns:
+        ``output_dir``. ``SentenceTransformer(output_dir, truncate_dim=d)`` loads the model; its
+        ``README.md`` and ``gecko_distill.json`` record the FRet manifest and this config.
+
+    Raises:
+        InputError: Missing or empty FRet data, a bad extra dataset or mix ratio, a
+            Matryoshka dimension larger than the model's, or a non-empty ``output_dir``.
+
+    Example:
+        >>> from gecko_distill.train import TrainConfig, train
+        >>> path = train("runs/fret", output_dir="runs/model",
+        ...              config=TrainConfig(epochs=1, batch_size=16))  # doctest: +SKIP
+        >>> from sentence_transformers import SentenceTransformer  # doctest: +SKIP
+        >>> SentenceTransformer(str(path), truncate_dim=128).get_embedding_dimension()  # doctest: +SKIP
+        128
+    """
+    config = config or TrainConfig()
+    output_dir = Path(output_dir)
+    _check_output(output_dir, overwrite)
+    fret, manifest = load_fret(examples) if isinstance(examples, (str, Path)) else (list(examples), {})
+    model = load_model(base_model)
+    if config.max_seq_length:
+        model.max_seq_length = config.max_seq_length
+    full_dim = embedding_dimension(model)
+    dims = check_dims(config.matryoshka_dims or default_matryoshka_dims(full_dim), full_dim, "matryoshka_dims")
+    sets = _training_sets(fret, extra_datasets or {}, config)
+    logger.info("train: %s, matryoshka dims %s", ", ".join(f"{k}={len(v)}" for k, v in sets.items()), list(dims))
+
+    _describe_card(model, sets, manifest, base_model)
+    trainer = _trainer(model, sets, build_loss(model, config, dims), config, evaluator, output_dir)
+    _clear_output(output_dir)
+    trainer.train()
+    model.save(str(output_dir))
+    _write_provenance(output_dir, manifest, config, dims, {k: len(v) for k, v in sets.items()}, _base_label(base_model))
+    logger.info("train: saved %s", output_dir)
+    return output_dir
+
+
+def _training_sets(fret: Sequence[FRetExample], extra: Mapping[str, ExtraData], config: TrainConfig) -> dict[str, Any]:
+    sets = {FRET: fret_dataset(fret)}
+    for name, rows in extra.items():
+        if name == FRET:
+            raise InputError(f"extra dataset name {FRET!r} is reserved for the FRet examples")
+        sets[name] = labelled_dataset(name, rows if isinstance(rows, Sequence) else rows.to_list())
+    sets = mix_datasets(sets, config.mix_ratios, seed=config.seed)
+    for name, dataset in sets.items():
+        if len(dataset) < config.batch_size:
+            raise InputError(
+                f"training set {name!r} has {len(dataset)} examples, fewer than one batch (batch_size={config.batch_size}); "
+                "lower batch_size or add data"
+            )
+    return sets
+
+
+def _check_output(output_dir: Path, overwrite: bool) -> None:
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise InputError(f"{output_dir}: output folder is not empty; pass overwrite=True (CLI: --overwrite) to replace it")
+
+
+def _clear_output(output_dir: Path) -> None:
+    if output_dir.exists() and any(output_dir.iterdir()):
+        logger.warning("%s: replacing the existing folder", output_dir)
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+
+def mix_datasets(sets: Mapping[str, Any], ratios: Mapping[str, float], *, seed: int = 42) -> dict[str, Any]:
+    """Resample training sets to the given ratios (see ``TrainConfig.mix_ratios``).
+
+    The ``"fret"`` set keeps its size; set *x* gets ``len(fret) * ratios[x] / ratios["fret"]``
+    rows, drawn without repeats while it has enough rows and cycled (reshuffled) after that.
+
+    Raises:
+        InputError: ``ratios`` does not name exactly the given sets.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> sets = {"fret": Dataset.from_dict({"anchor": list("abcd")}), "nq": Dataset.from_dict({"anchor": list("xy")})}
+        >>> {k: len(v) for k, v in mix_datasets(sets, {"fret": 1.0, "nq": 1.5}).items()}
+        {'fret': 4, 'nq': 6}
+    """
+    sets = dict(sets)
+    if not ratios:
+        return sets
+    if set(ratios) != set(sets):
+        raise InputError(
+            f"mix_ratios names {sorted(ratios)} but the training sets are {sorted(sets)}; give a ratio for each"
+        )
+    rng = np.random.default_rng(seed)
+    base = len(sets[FRET]) / ratios[FRET]
+    mixed = {}
+    for name, dataset in sets.items():
+        target = max(1, round(base * ratios[name]))
+        order = np.concatenate([rng.permutation(len(dataset)) for _ in range(-(-target // len(dataset)))])
+        mixed[name] = dataset.select(order[:target].tolist())
+        logger.info("mix: %s %d -> %d examples per epoch", name, len(dataset), target)
+    return mixed
+
+
+def _describe_card(model: Any, sets: dict[str, Any], manifest: dict[str, Any], base_model: Any) -> None:
+    card = model.model_card_data
+    card.local_files_only = True
+    card.model_name = f"{_base_label(base_model)} distilled on FRet with gecko_distill"
+    card.train_datasets = [{"name": _fret_card_name(manifest) if name == FRET else name} for name in sets]
+    card.add_tags(["gecko_distill", "fret", "matryoshka"])
+
+
+def _base_label(base_model: Any) -> str:
+    if base_model is None:
+        return "all-MiniLM-L6-v2"
+    if isinstance(base_model, (str, Path)):
+        return Path(base_model).name or str(base_model)
+    try:
+        return Path(base_model[0].auto_model.config._name_or_path).name
+    except (AttributeError, TypeError, IndexError, KeyError):
+        return type(base_model).__name__
+
+
+def _fret_card_name(manifest: dict[str, Any]) -> str:
+    details = []
+    if isinstance(manifest.get("teacher"), str):
+        details.append(f"teacher {manifest['teacher']}")
+    if isinstance(manifest.get("config_hash"), str):
+        details.append(f"config {manifest['config_hash'][:12]}")
+    return f"FRet ({', '.join(details)})" if details else "FRet"
+
+
+def _trainer(model: Any, sets: dict[str, Any], loss: Any, config: TrainConfig, evaluator: Any, output_dir: Path) -> Any:
+    st = require("sentence_transformers", "sentence-transformers>=5.2")
+    sampler = require("sentence_transformers.base.sampler", "sentence-transformers>=5.2")
+    datasets = require("datasets", "gecko-distill[train]")
+    eval_strategy = "no" if evaluator is None else ("steps" if config.eval_steps else "epoch")
+    transformers = require("transformers", "transformers")
+    # Transformers 5 takes the warm-up ratio as a float ``warmup_steps``; 4.x as ``warmup_ratio``.
+    warmup = "warmup_steps" if int(transformers.__version__.split(".")[0]) >= 5 else "warmup_ratio"
+    args = st.SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        **{warmup: config.warmup_ratio},
+        seed=config.seed,
+        data_seed=config.seed,
+        batch_sampler=sampler.BatchSamplers.NO_DUPLICATES,
+        multi_dataset_batch_sampler=sampler.MultiDatasetBatchSamplers.PROPORTIONAL,
+        eval_strategy=eval_strategy,
+        eval_steps=config.eval_steps,
+        save_strategy="no",
+        dataloader_drop_last=True,  # a short last batch has few negatives (one example: none)
+        logging_steps=config.logging_steps,
+        report_to="none",
+    )
+    train_dataset = sets[FRET] if len(sets) == 1 else datasets.DatasetDict(sets)
+    return st.SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator
+    )
+
+
+def _write_provenance(
+    output_dir: Path, manifest: dict[str, Any], config: TrainConfig, dims: Sequence[int], sizes: dict[str, int], base: str
+) -> None:
+    provenance = {
+        "library_version": __version__,
+        "base_model": base,
+        "fret_manifest": manifest,
+        "train_config": config.model_dump(mode="json"),
+        "matryoshka_dims": list(dims),
+        "examples_per_epoch": sizes,
+        "query_format": formatting.format_query("{task}", "{query}"),
+        "document_format": formatting.format_document("{text}", "{title}"),
+    }
+    (output_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
+    section = (
+        "\n## gecko_distill provenance\n\n"
+        f"Distilled from {base} with gecko_distill on an LLM-labelled FRet set. Encode queries as "
+        f"`{provenance['query_format']}` and documents as `{provenance['document_format']}` "
+        "(`gecko_distill.encoding.encode_queries` / `encode_documents` do this); any of the Matryoshka "
+        f"dimensions {list(dims)} can be used with `SentenceTransformer(path, truncate_dim=d)`.\n\n"
+        "FRet manifest:\n\n```json\n" + json.dumps(manifest, indent=2, sort_keys=True) + "\n```\n\n"
+        "Training config:\n\n```json\n" + json.dumps(provenance["train_config"], indent=2, sort_keys=True) + "\n```\n"
+    )
+    readme = output_dir / "README.md"
+    with readme.open("a", encoding="utf-8") as f:
+        f.write(section)
