@@ -388,7 +388,8 @@ def _trainer(model: Any, sets: dict[str, Any], loss: Any, config: TrainConfig, e
         eval_strategy=eval_strategy,
         eval_steps=config.eval_steps,
         save_strategy="no",
-        dataloader_drop_last=True,  # a short last batch has few negatives (one example: none)
+        dataloader_drop_last=True,
+        dataloader_pin_memory=require("torch", "torch").cuda.is_available(),  # a short last batch has few negatives (one example: none)
         logging_steps=config.logging_steps,
         report_to="none",
     )

@@ -1,0 +1,254 @@
+"""train(): a few real optimiser steps of MiniLM on a tiny hand-made FRet set from pydoc text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gecko_distill import formatting
+from gecko_distill.encoding import encode_documents, encode_queries, load_model
+from gecko_distill.errors import InputError
+from gecko_distill.evaluate import beir_evaluator, evaluate
+from gecko_distill.records import FRetExample, Passage
+from gecko_distill.train import PROVENANCE_FILE, TrainConfig, build_loss, fret_dataset, labelled_dataset, mix_datasets, train
+
+TASK = "Given the opening words of a Python reference section, retrieve the section"
+MANIFEST = {"teacher": "hand-written", "config_hash": "abc123def4567890ffff", "counts": {"examples": 12}}
+TINY = TrainConfig(max_steps=3, batch_size=4, max_seq_length=64, logging_steps=1, eval_steps=2)
+
+
+def _query(passage: Passage) -> str:
+    return " ".join(passage.text.split()[:8])
+
+
+def _examples(passages: list[Passage]) -> list[FRetExample]:
+    """One example per passage: its first words as the query, another topic's passage as negative."""
+    examples = []
+    for i, positive in enumerate(passages):
+        negative = next(p for p in passages[i + 1 :] + passages[:i] if p.title != positive.title)
+        examples.append(
+            FRetExample(
+                id=f"{positive.id}#0",
+                task=TASK,
+                query=_query(positive),
+                positive=positive,
+                negative=negative,
+                seed_passage_id=positive.id,
+                positive_is_seed=True,
+                positive_ranks={"ql": 1, "rc": 1, "fused": 1},
+                negative_ranks={"ql": 4, "rc": 4, "fused": 4},
+            )
+        )
+    return examples
+
+
+def _distinct_topics(passages: list[Passage], n: int, skip: int = 0) -> list[Passage]:
+    seen, picked = set(), []
+    for p in passages[skip:]:
+        if p.title not in seen:
+            seen.add(p.title)
+            picked.append(p)
+        if len(picked) == n:
+            break
+    return picked
+
+
+def _write_fret(folder: Path, examples: list[FRetExample], manifest: dict | None) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "fret.jsonl").write_text("".join(e.model_dump_json() + "\n" for e in examples))
+    if manifest is not None:
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def _write_beir(folder: Path, passages: list[Passage]) -> Path:
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": p.id, "title": p.title, "text": p.text}) + "\n" for p in passages)
+    )
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"q-{p.id}", "text": _query(p)}) + "\n" for p in passages)
+    )
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q-{p.id}\t{p.id}\t1\n" for p in passages)
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fret_passages(pydoc_passages: list[Passage]) -> list[Passage]:
+    return _distinct_topics(pydoc_passages, 12)
+
+
+@pytest.fixture(scope="module")
+def tiny_beir(pydoc_passages: list[Passage], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_beir(tmp_path_factory.mktemp("beir") / "pydoc", _distinct_topics(pydoc_passages, 10, skip=200))
+
+
+@pytest.fixture(scope="module")
+def trained(fret_passages, pydoc_passages, tiny_beir, tmp_path_factory):
+    """Train once (3 steps, FRet folder + a pairs set at ratio 1:0.5, validation every 2 steps),
+    recording every call of the formatting functions."""
+    tmp = tmp_path_factory.mktemp("train")
+    examples = _examples(fret_passages)
+    fret_dir = _write_fret(tmp / "fret", examples, MANIFEST)
+    pairs = [
+        {"task": "Find the reference section", "anchor": _query(p), "positive": {"title": p.title, "text": p.text}}
+        for p in _distinct_topics(pydoc_passages, 8, skip=100)
+    ]
+    calls: list[tuple] = []
+    real_query, real_document = formatting.format_query, formatting.format_document
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(formatting, "format_query", lambda task, query: calls.append(("q", task, query)) or real_query(task, query))
+        mp.setattr(formatting, "format_document", lambda text, title="": calls.append(("d", text, title)) or real_document(text, title))
+        path = train(
+            fret_dir,
+            output_dir=tmp / "model",
+            config=TINY.model_copy(update={"mix_ratios": {"fret": 1.0, "pairs": 0.5}}),
+            extra_datasets={"pairs": pairs},
+            evaluator=beir_evaluator(tiny_beir, name="pydoc"),
+        )
+    return {"path": path, "calls": calls, "examples": examples, "pairs": pairs}
+
+
+def test_saved_model_reloads_and_records_the_fret_manifest(trained) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    path: Path = trained["path"]
+    model = SentenceTransformer(str(path), device="cpu")
+    assert model.encode(["x"]).shape == (1, 384)
+    readme = (path / "README.md").read_text()
+    assert "FRet (teacher hand-written, config abc123def456)" in readme  # ST's own card: dataset name
+    assert '"config_hash": "abc123def4567890ffff"' in readme  # the full manifest, in our section
+    assert "pydoc_cosine_ndcg@10" in readme  # validation ran during training
+    provenance = json.loads((path / PROVENANCE_FILE).read_text())
+    assert provenance["fret_manifest"] == MANIFEST
+    assert provenance["matryoshka_dims"] == [384, 256, 128, 64]
+    assert provenance["examples_per_epoch"] == {"fret": 12, "pairs": 6}
+
+
+def test_training_changed_the_weights(trained, embedder) -> None:
+    text = ["The assert statement inserts debugging assertions into a program."]
+    before = embedder.encode(text)
+    after = load_model(trained["path"]).encode(text)
+    assert not np.allclose(before, after, atol=1e-4)
+
+
+def test_truncated_dims_load_and_evaluate(trained, tiny_beir: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    small = SentenceTransformer(str(trained["path"]), device="cpu", truncate_dim=64)
+    assert small.encode(["x"]).shape == (1, 64)
+    report = evaluate(trained["path"], tiny_beir, dims=[384, 128, 64])
+    assert [row.dim for row in report.scores] == [384, 128, 64]
+    assert report.config.input_format == "gecko" and report.num_queries == 10
+    assert all(0 < row.ndcg_at_10 <= 1 and row.recall_at_100 == 1.0 for row in report.scores)
+
+
+def test_training_input_goes_through_formatting(trained) -> None:
+    calls = set(trained["calls"])
+    for e in trained["examples"]:
+        assert ("q", e.task, e.query) in calls
+        assert ("d", e.positive.text, e.positive.title) in calls
+        assert ("d", e.negative.text, e.negative.title) in calls
+    for row in trained["pairs"]:
+        assert ("q", row["task"], row["anchor"]) in calls
+        assert ("d", row["positive"]["text"], row["positive"]["title"]) in calls
+
+
+def test_encoding_goes_through_formatting(embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(formatting, "format_query", lambda task, query: f"{query} ({task})")
+    monkeypatch.setattr(formatting, "format_document", lambda text, title="": f"{title}: {text}")
+    q = encode_queries(embedder, ["list files"], task="shell")
+    d = encode_documents(embedder, [Passage(id="ls", title="ls", text="list directory contents")])
+    assert np.allclose(q, embedder.encode(["list files (shell)"], normalize_embeddings=True), atol=1e-5)
+    assert np.allclose(d, embedder.encode(["ls: list directory contents"], normalize_embeddings=True), atol=1e-5)
+
+
+def test_fret_dataset_columns(fret_passages) -> None:
+    examples = _examples(fret_passages[:3])
+    rows = fret_dataset(examples).to_list()
+    assert rows[0] == {
+        "anchor": formatting.format_query(TASK, examples[0].query),
+        "positive": formatting.format_document(examples[0].positive.text, examples[0].positive.title),
+        "negative": formatting.format_document(examples[0].negative.text, examples[0].negative.title),
+    }
+
+
+def test_loss_is_matryoshka_mnrl_with_same_tower_negatives(embedder) -> None:
+    loss = build_loss(embedder, TrainConfig(scale=30.0), (384, 128))
+    assert type(loss).__name__ == "MatryoshkaLoss" and list(loss.matryoshka_dims) == [384, 128]
+    assert type(loss.loss).__name__ == "MultipleNegativesRankingLoss"
+    assert loss.loss.directions == ("query_to_doc", "query_to_query") and loss.loss.partition_mode == "joint"
+    assert loss.loss.scale == 30.0
+    assert build_loss(embedder, TrainConfig(loss_directions="infonce"), (384,)).loss.directions == ("query_to_doc",)
+
+
+def test_mix_ratios_resample_extra_sets() -> None:
+    from datasets import Dataset
+
+    sets = {"fret": Dataset.from_dict({"anchor": [f"f{i}" for i in range(10)]}), "nq": Dataset.from_dict({"anchor": list("abc")})}
+    mixed = mix_datasets(sets, {"fret": 2.0, "nq": 1.0}, seed=0)
+    assert {k: len(v) for k, v in mixed.items()} == {"fret": 10, "nq": 5}
+    assert sorted(mixed["fret"]["anchor"]) == sorted(sets["fret"]["anchor"])  # FRet used once
+    assert set(mixed["nq"]["anchor"]) == {"a", "b", "c"}  # the small set is cycled through, not partly used
+    assert mix_datasets(sets, {}) == sets
+    with pytest.raises(InputError, match=r"mix_ratios names \['fret'\] but the training sets are \['fret', 'nq'\]"):
+        mix_datasets(sets, {"fret": 1.0})
+
+
+def test_labelled_dataset_checks_columns() -> None:
+    with pytest.raises(InputError, match=r"extra dataset 'nq', row 1: missing column\(s\) \['task'\]"):
+        labelled_dataset("nq", [{"task": "t", "anchor": "a", "positive": "p"}, {"anchor": "b", "positive": "q"}])
+    with pytest.raises(InputError, match="either every row has a 'negative' or none does"):
+        labelled_dataset("nq", [{"task": "t", "anchor": "a", "positive": "p", "negative": "n"}, {"task": "t", "anchor": "b", "positive": "q"}])
+
+
+def test_missing_fret_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"absent/fret\.jsonl: FRet file not found"):
+        train(tmp_path / "absent", output_dir=tmp_path / "model")
+
+
+def test_invalid_fret_line_is_named(tmp_path: Path) -> None:
+    folder = tmp_path / "fret"
+    folder.mkdir()
+    (folder / "fret.jsonl").write_text('{"id": "x", "task": "t"}\n')
+    with pytest.raises(InputError, match=r"fret\.jsonl:1: not a valid FRetExample"):
+        train(folder, output_dir=tmp_path / "model")
+
+
+def test_matryoshka_dim_larger_than_model(fret_passages, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"matryoshka_dims: 512 is larger than the model's embedding dimension 384"):
+        train(_examples(fret_passages[:4]), output_dir=tmp_path / "m", config=TrainConfig(matryoshka_dims=(512, 256)))
+
+
+def test_batch_larger_than_data(fret_passages, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"training set 'fret' has 4 examples, fewer than one batch \(batch_size=8\)"):
+        train(_examples(fret_passages[:4]), output_dir=tmp_path / "m", config=TrainConfig(batch_size=8))
+
+
+def test_refuses_a_non_empty_output_folder(fret_passages, tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "keep.txt").write_text("x")
+    with pytest.raises(InputError, match="output folder is not empty; pass overwrite=True"):
+        train(_examples(fret_passages[:4]), output_dir=tmp_path / "m")
+    assert (tmp_path / "m" / "keep.txt").exists()
+
+
+def test_reserved_extra_dataset_name(fret_passages, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="'fret' is reserved"):
+        train(_examples(fret_passages[:4]), output_dir=tmp_path / "m", extra_datasets={"fret": []})
+
+
+def test_train_config_is_strict() -> None:
+    with pytest.raises(ValueError, match="extra"):
+        TrainConfig(epoch=1)
+    with pytest.raises(ValueError, match="loss_directions"):
+        TrainConfig(loss_directions="symmetric")
+    with pytest.raises(ValueError, match="mix ratios must be positive"):
+        TrainConfig(mix_ratios={"fret": 0})
+    with pytest.raises(ValueError, match="frozen"):
+        TrainConfig().epochs = 2
