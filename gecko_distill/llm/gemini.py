@@ -157,7 +157,8 @@ class GeminiLLM:
         self._usage = UsageTracker()
         self._runner = AsyncRunner(self.options, self._usage, name=self.name, secrets=[key])
         self._runner.on_close(self._client.aio.aclose)
-        self._mode: str | None = None if self.options.relevance == "auto" else self.options.relevance
+        self._logprobs: bool | None = None  # whether the model gives logprobs; None until known
+        self._no_logprobs_reason = ""
         self._notes: list[str] = []
 
     # -- identity ------------------------------------------------------------------------
@@ -270,6 +271,8 @@ class GeminiLLM:
                 "prompt log-probabilities. Score relevance only (an empty continuation with choices), "
                 "or use a second backend for query likelihood."
             )
+        if self._logprobs is False and self.options.relevance == "logprobs":
+            raise UnsupportedCapabilityError(f"{self.name} gives no logprobs: {self._no_logprobs_reason}")
         jobs = [
             Job(call=lambda r=r: self._score_one(r), fail=lambda error: Score(error=error), tokens=estimate_tokens(r.context + r.suffix, 1))
             for r in requests
@@ -280,7 +283,7 @@ class GeminiLLM:
         # While it is unknown whether the model gives logprobs, one item finds out first, so
         # that a fallback happens once and before the batch is sent.
         start = 0
-        if self._mode is None and jobs:
+        if self.options.relevance != "graded" and self._logprobs is None and jobs:
             yield from self._runner.run(jobs[:1])
             start = 1
         for index, score in self._runner.run(jobs[start:]):
@@ -289,16 +292,16 @@ class GeminiLLM:
     async def _score_one(self, request: ScoreRequest) -> Answer[Score]:
         if not request.choices:
             return Answer(Score())
-        if self._mode != "graded":
+        if self.options.relevance != "graded" and self._logprobs is not False:
             try:
                 answer = await self._score_logprobs(request)
             except _NoLogprobs as exc:
+                self._no_logprobs(str(exc))
                 if self.options.relevance == "logprobs":
-                    raise UnsupportedCapabilityError(f"{self.name} gives no logprobs: {exc}") from None
-                self._fall_back(str(exc))
+                    raise UnsupportedCapabilityError(f"{self.name} gives no logprobs: {self._no_logprobs_reason}") from None
                 self._usage.add(requests=1)  # the graded request below
             else:
-                self._mode = "logprobs"
+                self._logprobs = True
                 return answer
         return await self._score_graded(request)
 
@@ -362,12 +365,15 @@ class GeminiLLM:
         prompt_tokens, completion_tokens = _tokens(response)
         return Answer(Score(choice_logprobs=logprobs, prompt_tokens=prompt_tokens), prompt_tokens, completion_tokens)
 
-    def _fall_back(self, reason: str) -> None:
-        if self._mode == "graded":
+    def _no_logprobs(self, reason: str) -> None:
+        if self._logprobs is False:
             return
-        self._mode = "graded"
+        self._logprobs = False
+        self._no_logprobs_reason = self._runner.redact(reason)[:160]
+        if self.options.relevance == "logprobs":
+            return
         note = (
-            f"{self.name}: the model gives no logprobs ({self._runner.redact(reason)[:160]}); relevance is scored "
+            f"{self.name}: the model gives no logprobs ({self._no_logprobs_reason}); relevance is scored "
             f"from graded labels ({'/'.join(GRADED_LEVELS)}), which rank candidates more coarsely than logprobs"
         )
         self._notes.append(note)

@@ -151,7 +151,8 @@ class OpenAICompatLLM:
         )
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._usage = UsageTracker()
-        self._runner = AsyncRunner(self.options, self._usage, name=self.name, secrets=[key] if key else [])
+        secrets = [key or "", *_userinfo(self.base_url)]
+        self._runner = AsyncRunner(self.options, self._usage, name=self.name, secrets=secrets)
         self._runner.on_close(self._aclose)
         self._clients: dict[int, Any] = {}
         self._ql: bool | None = None if self.options.query_likelihood == "auto" else False
@@ -435,6 +436,12 @@ def _error_message(response: Any) -> str:
     except ValueError:
         pass
     return (response.text or response.reason_phrase or "")[:300]
+
+
+def _userinfo(url: str) -> list[str]:
+    """The user and password of a URL such as ``http://user:pw@host/v1`` (to redact them)."""
+    match = re.search(r"//([^/@]*)@", url)
+    return [part for part in match.group(1).split(":", 1) if len(part) > 2] if match else []
 
 
 def _without_userinfo(url: str) -> str:
