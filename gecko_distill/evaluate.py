@@ -35,6 +35,7 @@ __all__ = [
     "evaluate",
     "beir_evaluator",
     "plot_reports",
+    "markdown_table",
     "DEFAULT_TASK",
 ]
 
@@ -285,10 +286,10 @@ def evaluate(
         0.781
     """
     config = config or EvalConfig()
+    data = load_beir(beir_dir, config.split)
     st_model = load_model(model)
     full_dim = embedding_dimension(st_model)
     dims = check_dims(list(dims) if dims is not None else default_matryoshka_dims(full_dim), full_dim)
-    data = load_beir(beir_dir, config.split)
     evaluator = beir_evaluator(data, config=config)
 
     started = time.perf_counter()
@@ -350,6 +351,32 @@ def _model_label(model: Any, st_model: Any) -> str:
         return str(st_model[0].auto_model.config._name_or_path)
     except (AttributeError, TypeError, IndexError, KeyError):
         return type(st_model).__name__
+
+
+def markdown_table(reports: Sequence[RetrievalReport]) -> str:
+    """One markdown row per report and dimension.
+
+    Example:
+        >>> report = RetrievalReport(model="base", dataset="toy", config=EvalConfig(input_format="plain"),
+        ...     num_queries=1, num_corpus=2, encode_seconds={"corpus": 1.0, "queries": 0.1},
+        ...     scores=[DimScores(dim=64, ndcg_at_10=0.5, mrr_at_10=0.5, recall_at_10=1.0, recall_at_100=1.0)])
+        >>> print(markdown_table([report]))
+        | model | format | dim | nDCG@10 | MRR@10 | R@10 | R@100 | encode s (corpus + queries) |
+        |---|---|---:|---:|---:|---:|---:|---:|
+        | base | plain | 64 | 0.500 | 0.500 | 1.000 | 1.000 | 1.0 + 0.1 |
+    """
+    lines = [
+        "| model | format | dim | nDCG@10 | MRR@10 | R@10 | R@100 | encode s (corpus + queries) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for report in reports:
+        seconds = f"{report.encode_seconds.get('corpus', 0):.1f} + {report.encode_seconds.get('queries', 0):.1f}"
+        for row in report.scores:
+            lines.append(
+                f"| {report.model} | {report.config.input_format} | {row.dim} | {row.ndcg_at_10:.3f} | "
+                f"{row.mrr_at_10:.3f} | {row.recall_at_10:.3f} | {row.recall_at_100:.3f} | {seconds} |"
+            )
+    return "\n".join(lines)
 
 
 def plot_reports(

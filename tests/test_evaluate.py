@@ -206,3 +206,27 @@ def test_plain_format_reproduces_manpages_baseline() -> None:
         assert row.mrr_at_10 == pytest.approx(baseline[dim]["MRR@10"], abs=1e-6)
         assert row.recall_at_10 == pytest.approx(baseline[dim]["R@10"], abs=1e-6)
         assert row.recall_at_100 == pytest.approx(baseline[dim]["R@100"], abs=1e-6)
+
+
+def test_cli_eval_writes_report_and_plot(beir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from gecko_distill.cli import main
+
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    assert main(["eval", "default", str(beir), "--dims", "384", "64", "--format", "plain", "--out", str(out), "--plot", str(png)]) == 0
+    report = RetrievalReport.load(out)
+    assert [row.dim for row in report.scores] == [384, 64] and report.config.input_format == "plain"
+    assert "| plain | 64 |" in capsys.readouterr().out
+    assert main(["plot", str(out), str(out), "--out", str(tmp_path / "both.png")]) == 0
+    assert (tmp_path / "both.png").stat().st_size > 10_000
+
+
+def test_cli_eval_errors_are_one_line(beir: Path, capsys: pytest.CaptureFixture) -> None:
+    from gecko_distill.cli import main
+
+    (beir / "qrels" / "test.tsv").unlink()
+    assert main(["eval", "default", str(beir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("gecko-distill: error: ") and "qrels file not found" in err[-1]
+    assert not any("Traceback" in line for line in err)
+    assert main(["eval", "default", str(beir), "--batch-size", "0"]) == 2
+    assert "invalid option: batch_size" in capsys.readouterr().err

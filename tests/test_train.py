@@ -252,3 +252,18 @@ def test_train_config_is_strict() -> None:
         TrainConfig(mix_ratios={"fret": 0})
     with pytest.raises(ValueError, match="frozen"):
         TrainConfig().epochs = 2
+
+
+def test_cli_train(fret_passages, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from gecko_distill.cli import main
+
+    fret_dir = _write_fret(tmp_path / "fret", _examples(fret_passages[:8]), manifest=None)
+    args = ["train", str(fret_dir), "--out", str(tmp_path / "m"), "--max-steps", "1", "--batch-size", "4",
+            "--max-seq-length", "32", "--dims", "384", "96"]
+    assert main(args) == 0
+    provenance = json.loads((tmp_path / "m" / PROVENANCE_FILE).read_text())
+    assert provenance["matryoshka_dims"] == [384, 96] and provenance["train_config"]["max_steps"] == 1
+    assert provenance["fret_manifest"] == {}  # no manifest.json: trained anyway, with a warning
+    assert main(args) == 2  # the folder is now in use
+    assert "output folder is not empty" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0

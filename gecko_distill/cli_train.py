@@ -1,0 +1,152 @@
+"""Subcommands ``train``, ``eval`` and ``plot``, registered by :mod:`gecko_distill.cli`.
+
+Library errors (:class:`~gecko_distill.errors.GeckoDistillError`) propagate to ``cli.main``,
+which prints them as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+__all__ = ["register"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_MODEL = "default"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train``, ``eval`` and ``plot`` to the ``gecko-distill`` parser."""
+    _train_parser(subparsers)
+    _eval_parser(subparsers)
+    _plot_parser(subparsers)
+
+
+def _train_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="fine-tune an embedder on an FRet folder (Matryoshka + in-batch/hard/same-tower negatives)",
+        description="Train a sentence-transformers embedder on FRET_DIR (written by build-fret) and save it to --out.",
+    )
+    p.add_argument("fret_dir", help="FRet folder (fret.jsonl + manifest.json)")
+    p.add_argument("--out", required=True, help="output model folder")
+    p.add_argument("--base-model", default=None, help="model folder to start from (default: all-MiniLM-L6-v2)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N steps (overrides --epochs)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-5, help="peak learning rate")
+    p.add_argument("--dims", type=int, nargs="+", default=None, help="Matryoshka dims (default: full, 256, 128, 64)")
+    p.add_argument("--scale", type=float, default=20.0, help="similarity scale = 1 / temperature")
+    p.add_argument("--loss-directions", choices=["gecko", "infonce", "gte"], default="gecko")
+    p.add_argument("--max-seq-length", type=int, default=None)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--validate-on", metavar="BEIR_DIR", default=None, help="validate on this BEIR folder during training")
+    p.add_argument("--eval-steps", type=int, default=None, help="validate every N steps (default: each epoch)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    p.set_defaults(func=_run_train)
+
+
+def _eval_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="nDCG@10, MRR@10, Recall@10/100 of a model on a BEIR folder, at each Matryoshka dim",
+        description="Evaluate MODEL (a model folder, or 'default' for all-MiniLM-L6-v2) on BEIR_DIR.",
+    )
+    p.add_argument("model", help="model folder, or 'default'")
+    p.add_argument("beir_dir", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
+    p.add_argument("--dims", type=int, nargs="+", default=None, help="dims to score (default: full, 256, 128, 64)")
+    p.add_argument("--format", dest="input_format", choices=["gecko", "plain"], default="gecko",
+                   help="gecko: 'task: … | query: …' / 'title: … | text: …'; plain: raw query, title + text")
+    p.add_argument("--task", default=None, help="task description of gecko-format queries")
+    p.add_argument("--split", default="test")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--label", default=None, help="model name in the report (default: the folder)")
+    p.add_argument("--out", default=None, help="write the report JSON here")
+    p.add_argument("--plot", default=None, help="write a PNG of quality vs dim here")
+    p.set_defaults(func=_run_eval)
+
+
+def _plot_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("plot", help="plot quality vs dim of several eval reports on the same axes")
+    p.add_argument("reports", nargs="+", help="report JSON files written by eval --out")
+    p.add_argument("--out", required=True, help="PNG path")
+    p.set_defaults(func=_run_plot)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .evaluate import beir_evaluator
+    from .train import TrainConfig, train
+
+    config = _config(
+        TrainConfig,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        matryoshka_dims=tuple(args.dims) if args.dims else None,
+        scale=args.scale,
+        loss_directions=args.loss_directions,
+        max_seq_length=args.max_seq_length,
+        seed=args.seed,
+        eval_steps=args.eval_steps,
+    )
+    evaluator = beir_evaluator(args.validate_on, name=Path(args.validate_on).name) if args.validate_on else None
+    path = train(
+        args.fret_dir, base_model=args.base_model, output_dir=args.out, config=config, evaluator=evaluator,
+        overwrite=args.overwrite,
+    )
+    print(f"saved the trained model to {path}")
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from .evaluate import DEFAULT_TASK, EvalConfig, evaluate, markdown_table, plot_reports
+
+    config = _config(
+        EvalConfig, input_format=args.input_format, task=args.task or DEFAULT_TASK, split=args.split, batch_size=args.batch_size
+    )
+    model = None if args.model == _DEFAULT_MODEL else args.model
+    report = evaluate(model, args.beir_dir, dims=args.dims, config=config, label=args.label)
+    print(markdown_table([report]))
+    if args.out:
+        print(f"wrote {report.save(args.out)}")
+    if args.plot:
+        print(f"wrote {plot_reports([report], args.plot)}")
+    return 0
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from .evaluate import plot_reports
+
+    reports = [_load_report(path) for path in args.reports]
+    print(f"wrote {plot_reports(reports, args.out)}")
+    return 0
+
+
+def _load_report(path: str):
+    from pydantic import ValidationError
+
+    from .errors import InputError
+    from .evaluate import RetrievalReport
+
+    try:
+        return RetrievalReport.load(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: report not found") from None
+    except ValidationError as exc:
+        raise InputError(f"{path}: not a report written by 'gecko-distill eval --out' ({exc.error_count()} errors)") from None
+
+
+def _config(cls, **values):
+    """Build a config; an invalid option is an ``InputError`` (one line), not a traceback."""
+    from pydantic import ValidationError
+
+    from .errors import InputError
+
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InputError(f"invalid option: {problems}") from None
