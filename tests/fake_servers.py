@@ -11,7 +11,8 @@ at that prompt answer 503, the second 429 with ``Retry-After: 0.3``, and later a
 a trailing ``*`` repeats the last fault forever (``[[fault:500*]]``). Kinds: ``429[@s]``, ``500``,
 ``503``, ``400``, ``hang`` (no answer for ``hang_s``), ``trunc`` (body shorter than its
 Content-Length), ``html`` (200 with a non-JSON body), ``blocked`` (safety-blocked answer),
-``missing`` (200 JSON without the required fields).
+``missing`` (200 JSON without the required fields), ``leak`` (a 400 whose message quotes the
+credentials it was sent).
 
 Every request is logged (:attr:`FakeServer.log`) with its time, path, prompt and outcome.
 """
@@ -133,7 +134,8 @@ class FakeServer:
         self.max_lifetime_s = max_lifetime_s
         self.log: list[LoggedRequest] = []
         self.answered: Counter[str] = Counter()  # prompt -> successful answers sent in full
-        self.freeze_after: int | None = None  # after this many successful answers, every request hangs
+        self.freeze_after: int | None = None  # after this many requests are let through, every request hangs
+        self._admitted = 0
         self._attempts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -194,7 +196,8 @@ class FakeServer:
         with self._lock:
             attempt = self._attempts[prompt]
             self._attempts[prompt] += 1
-            frozen = self.freeze_after is not None and sum(self.answered.values()) >= self.freeze_after
+            frozen = self.freeze_after is not None and self._admitted >= self.freeze_after
+            self._admitted += not frozen
         if frozen:
             return "hang"
         if not match:
@@ -304,6 +307,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
             self.close_connection = True
+        elif kind == "leak":  # an error that quotes the credentials it was sent
+            sent = self.headers.get("x-goog-api-key") or self.headers.get("Authorization", "")
+            self._send(400, fake.error_body(400, f"malformed request (credentials: {sent})"))
         elif kind == "html":
             self._send_raw(200, b"<html><body>502 Bad Gateway (proxy)</body></html>", "text/html")
         else:
