@@ -270,6 +270,11 @@ def train(
     trainer = _trainer(model, sets, build_loss(model, config, dims), config, evaluator, output_dir)
     _clear_output(output_dir)
     trainer.train()
+    if trainer.state.global_step == 0:
+        raise InputError(
+            f"no training step ran: the batch sampler found no batch of {config.batch_size} examples without repeated "
+            "texts (every passage may appear once per batch); lower batch_size or use more passages"
+        )
     model.save(str(output_dir))
     _write_provenance(output_dir, manifest, config, dims, {k: len(v) for k, v in sets.items()}, _base_label(base_model))
     logger.info("train: saved %s", output_dir)

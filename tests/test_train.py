@@ -267,3 +267,11 @@ def test_cli_train(fret_passages, tmp_path: Path, capsys: pytest.CaptureFixture)
     assert main(args) == 2  # the folder is now in use
     assert "output folder is not empty" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0
+
+
+def test_no_batch_without_repeated_texts_is_an_error(fret_passages, tmp_path: Path) -> None:
+    shared_negative = fret_passages[-1]
+    examples = [e.model_copy(update={"negative": shared_negative}) for e in _examples(fret_passages[:4])]
+    with pytest.raises(InputError, match="no training step ran: the batch sampler found no batch of 2 examples"):
+        train(examples, output_dir=tmp_path / "m", config=TrainConfig(batch_size=2, max_seq_length=32))
+    assert not (tmp_path / "m" / "model.safetensors").exists()
