@@ -433,9 +433,11 @@ def plot_reports(
         ax.grid(True, alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize="small", loc="lower right")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    legend_rows = -(-len(labels) // 2)
+    fig.legend(handles, labels, loc="lower center", ncol=min(2, len(labels)), fontsize="small", frameon=False)
     fig.suptitle(title or f"Retrieval quality vs dimension: {Path(reports[0].dataset).name}")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.035 * legend_rows + 0.01, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
