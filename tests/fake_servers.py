@@ -240,11 +240,17 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
 
     def do_GET(self) -> None:
+        if self.path == "/_stats":  # for a server run in another process (benchmarks)
+            with self.fake._lock:
+                stats = {"requests": len(self.fake.log), "max_inflight": self.fake.max_inflight}
+            self._send(200, stats)
+            return
         self._send(404, self.fake.error_body(404, f"no route {self.path}"))
 
     def do_POST(self) -> None:

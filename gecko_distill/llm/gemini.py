@@ -156,7 +156,9 @@ class GeminiLLM:
         self._client = genai.Client(api_key=key, http_options=http_options)
         self._usage = UsageTracker()
         self._runner = AsyncRunner(self.options, self._usage, name=self.name, secrets=[key])
-        self._runner.on_close(self._client.aio.aclose)
+        aclose = getattr(self._client.aio, "aclose", None)  # older SDKs have none
+        if aclose is not None:
+            self._runner.on_close(aclose)
         self._logprobs: bool | None = None  # whether the model gives logprobs; None until known
         self._no_logprobs_reason = ""
         self._notes: list[str] = []

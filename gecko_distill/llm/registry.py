@@ -64,7 +64,8 @@ def get_llm(name: str = DEFAULT_LLM, **options) -> LLM:
         **options: Passed to the backend: ``batch_size`` for local models; ``base_url``,
             ``api_key_env`` (the name of the variable holding the key), ``concurrency``,
             ``requests_per_minute``, ``tokens_per_minute``, ``timeout_s``, ``max_attempts``… for
-            API models (see :class:`~gecko_distill.llm._http.ClientOptions`).
+            API models (see :class:`~gecko_distill.llm._http.ClientOptions`). Options set to
+            ``None`` are dropped, so unset command-line flags can be passed through as they are.
 
     Raises:
         UnknownLLMError: The name is not recognised.
@@ -75,6 +76,7 @@ def get_llm(name: str = DEFAULT_LLM, **options) -> LLM:
         >>> get_llm("vllm:Qwen/Qwen2.5-7B-Instruct", base_url="http://localhost:8000/v1").name
         'vllm:Qwen/Qwen2.5-7B-Instruct'
     """
+    options = {key: value for key, value in options.items() if value is not None}  # unset CLI flags
     if name == "fake":
         from ..testing import FakeLLM
 
