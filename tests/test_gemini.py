@@ -169,3 +169,12 @@ def test_name_and_config_never_hold_the_key(server):
     llm.generate([GenerationRequest(prompt="Passage: x\nTask:")])
     config = server.log[0].body
     assert {s["threshold"] for s in config["safetySettings"]} == {"BLOCK_NONE"}
+
+
+def test_key_quoted_back_by_the_server_is_redacted_everywhere(server, caplog):
+    llm = make(server)
+    with caplog.at_level(logging.DEBUG):
+        result = llm.generate([GenerationRequest(prompt="[[fault:leak]] Passage: x")])[0]
+    assert result.error.startswith("http_400:") and "***" in result.error
+    assert KEY not in result.error and KEY not in caplog.text
+    assert server.log[0].headers["x-goog-api-key"] == KEY  # the key was sent, in a header

@@ -310,7 +310,7 @@ class GeminiLLM:
     async def _score_logprobs(self, request: ScoreRequest) -> Answer[Score]:
         config = self._types.GenerateContentConfig(
             temperature=0.0,
-            max_output_tokens=1 if self.options.thinking_budget == 0 else None,
+            max_output_tokens=self._answer_budget(1),
             response_logprobs=True,
             logprobs=self.options.top_logprobs,
             **self._common_config(),
@@ -348,7 +348,7 @@ class GeminiLLM:
         )
         config = self._types.GenerateContentConfig(
             temperature=0.0,
-            max_output_tokens=64 if self.options.thinking_budget == 0 else None,
+            max_output_tokens=self._answer_budget(64),
             response_mime_type="application/json",
             response_schema=schema,
             **self._common_config(),
@@ -382,6 +382,11 @@ class GeminiLLM:
         logger.warning(note)
 
     # -- shared --------------------------------------------------------------------------
+    def _answer_budget(self, answer_tokens: int) -> int:
+        """Output tokens for a short answer: thinking tokens count against the same budget."""
+        budget = self.options.thinking_budget
+        return answer_tokens + (budget if budget is not None else 2048)
+
     def _common_config(self) -> dict[str, Any]:
         types = self._types
         config: dict[str, Any] = {"automatic_function_calling": types.AutomaticFunctionCallingConfig(disable=True)}
