@@ -207,7 +207,7 @@ def labelled_dataset(name: str, rows: ExtraData) -> Any:
 
 def build_loss(model: Any, config: TrainConfig, dims: Sequence[int]) -> Any:
     """``MatryoshkaLoss`` around ``MultipleNegativesRankingLoss`` with the configured directions."""
-    losses = require("sentence_transformers.sentence_transformer.losses", "sentence-transformers>=5.2")
+    losses = require("sentence_transformers.sentence_transformer.losses", "sentence-transformers>=6")
     inner = losses.MultipleNegativesRankingLoss(
         model, scale=config.scale, directions=_DIRECTIONS[config.loss_directions], partition_mode="joint"
     )
@@ -371,8 +371,8 @@ def _fret_card_name(manifest: dict[str, Any]) -> str:
 
 
 def _trainer(model: Any, sets: dict[str, Any], loss: Any, config: TrainConfig, evaluator: Any, output_dir: Path) -> Any:
-    st = require("sentence_transformers", "sentence-transformers>=5.2")
-    sampler = require("sentence_transformers.base.sampler", "sentence-transformers>=5.2")
+    st = require("sentence_transformers", "sentence-transformers>=6")
+    sampler = require("sentence_transformers.base.sampler", "sentence-transformers>=6")
     datasets = require("datasets", "gecko-distill[train]")
     eval_strategy = "no" if evaluator is None else ("steps" if config.eval_steps else "epoch")
     transformers = require("transformers", "transformers")
@@ -393,8 +393,8 @@ def _trainer(model: Any, sets: dict[str, Any], loss: Any, config: TrainConfig, e
         eval_strategy=eval_strategy,
         eval_steps=config.eval_steps,
         save_strategy="no",
-        dataloader_drop_last=True,
-        dataloader_pin_memory=require("torch", "torch").cuda.is_available(),  # a short last batch has few negatives (one example: none)
+        dataloader_drop_last=True,  # a short last batch has few negatives (one example: none)
+        dataloader_pin_memory=require("torch", "torch").cuda.is_available(),
         logging_steps=config.logging_steps,
         report_to="none",
     )
