@@ -156,3 +156,14 @@ def test_config_and_repr_never_hold_the_key(server):
     llm = OpenAICompatLLM("m", provider="vllm", base_url="http://user:pw@127.0.0.1:9/v1", api_key=KEY)
     text = repr(llm) + json.dumps(llm.get_config_dict()) + llm.name
     assert KEY not in text and "pw" not in text
+
+
+def test_plain_httpx_works_as_well_as_httpx2(server):
+    """httpx2 is preferred when installed; plain httpx (the declared extra) must work the same."""
+    httpx = pytest.importorskip("httpx")
+    llm = make(server)
+    llm._httpx = httpx
+    prompts = ["Passage: plain httpx\nTask:", "[[fault:trunc]] Passage: cut\nTask:", "[[fault:html]] Passage: page\nTask:"]
+    results = llm.generate([GenerationRequest(prompt=p) for p in prompts])
+    assert [r.text for r in results] == [reply_text(p) for p in prompts]
+    assert llm.usage.retried == {"truncated_response": 1, "bad_response": 1}
