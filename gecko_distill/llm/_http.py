@@ -88,6 +88,15 @@ class ClientOptions(BaseModel):
             from [0.5, 1] × the backoff). A server's ``Retry-After`` is always waited in full.
         max_retry_after_s: A ``Retry-After`` longer than this (a daily quota, say) ends the
             item's retries at once instead of stalling the run.
+
+    Example:
+        >>> ClientOptions(concurrency=16, requests_per_minute=600).timeout_s
+        60.0
+        >>> ClientOptions(concurency=16)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        pydantic_core._pydantic_core.ValidationError: 1 validation error for ClientOptions
+        ...
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -42,6 +42,10 @@ class ModelPrice(BaseModel):
     Attributes:
         input_per_mtok: Price of a million prompt tokens.
         output_per_mtok: Price of a million completion tokens (thinking tokens included).
+
+    Example:
+        >>> ModelPrice(input_per_mtok=0.3, output_per_mtok=2.5).output_per_mtok
+        2.5
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -183,6 +187,13 @@ class Usage(BaseModel):
         retried: Failed attempts that were retried, by reason.
         prompt_tokens: Prompt tokens the model processed.
         completion_tokens: Tokens the model wrote.
+
+    Example:
+        >>> before = Usage(requests=10, prompt_tokens=1000, completion_tokens=100)
+        >>> after = Usage(requests=25, retries=1, prompt_tokens=4000, completion_tokens=400, failures={"http_503": 1})
+        >>> stage = after - before
+        >>> stage.requests, stage.failures, stage.cost("gemini:gemini-2.5-flash")
+        (15, {'http_503': 1}, 0.00165)
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

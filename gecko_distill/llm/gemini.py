@@ -88,6 +88,10 @@ class GeminiOptions(ClientOptions):
         safety: ``"off"`` sends ``BLOCK_NONE`` for the harm categories (the API may still
             block); ``"default"`` keeps the API's settings. Blocked items are counted skips.
         api_version: REST API version (default: the SDK's).
+
+    Example:
+        >>> GeminiOptions(relevance="graded", concurrency=32).thinking_budget
+        0
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -85,6 +85,10 @@ class OpenAICompatOptions(ClientOptions):
         max_tokens_field: ``"max_completion_tokens"`` for OpenAI reasoning models.
         seed: Send a per-sample seed when sampling (``temperature > 0``).
         extra_body: Extra JSON fields sent with every request (e.g. vLLM's ``top_k``).
+
+    Example:
+        >>> OpenAICompatOptions(api="completions", extra_body={"top_k": 20}).top_logprobs
+        5
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
