@@ -27,11 +27,18 @@ from ._version import __version__
 from .errors import InputError, StaleOutputError
 from .records import Record, Skip
 
-__all__ = ["read_jsonl", "fingerprint", "StageCheckpoint", "StageResult"]
+__all__ = ["read_jsonl", "fingerprint", "progress", "StageCheckpoint", "StageResult"]
 
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Record)
+
+
+def progress(total: int, desc: str, unit: str):
+    """A tqdm progress bar for a long stage; ``GECKO_DISTILL_NO_PROGRESS=1`` hides them all."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=bool(os.environ.get("GECKO_DISTILL_NO_PROGRESS")))
 
 
 def read_jsonl(path: str | Path, record_type: type[R]) -> list[R]:
@@ -150,8 +157,10 @@ class StageCheckpoint(Generic[R]):
         """Mark the stage complete, write the manifest, and return records in ``order``."""
         rank = {item_id: i for i, item_id in enumerate(order)}
         self.records.sort(key=lambda r: rank.get(self.key(r), len(rank)))
-        if self.complete:  # already finished earlier: keep the recorded statistics
-            stats = self.manifest.get("stats", stats)
+        if self.complete:  # finished by an earlier run: its statistics, and no LLM calls now
+            recorded = self.manifest.get("stats", {}) if self.folder is not None else {}
+            stats = {k: (0 if k.startswith("llm_") else v) for k, v in recorded.items()}
+            stats.update(reused=True, wall_time_s=round(time.perf_counter() - self._started, 3))
         else:
             stats = {**stats, "wall_time_s": round(stats.get("wall_time_s", time.perf_counter() - self._started), 3)}
         result = StageResult(records=self.records, skips=self.skips, stats=stats)

@@ -16,7 +16,7 @@ from ._io import StageResult, _json_lines
 from .errors import InputError
 from .records import Passage, Skip
 
-__all__ = ["load_passages", "PassageSource"]
+__all__ = ["load_passages", "python_docs_passages", "PassageSource"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +103,25 @@ def _fields(place: str, obj: Any, index: int) -> tuple[str, str, str]:
     if not isinstance(title, str):
         raise InputError(f"{place}: passage {pid!r} has a non-string 'title'")
     return str(pid), text, title
+
+
+def python_docs_passages(min_words: int = 40, max_words: int = 120) -> list[Passage]:
+    """Real English passages for demos and tests, needing no download: the paragraphs of the
+    standard library's ``pydoc_data.topics`` (the Python language reference).
+
+    Example:
+        >>> passages = python_docs_passages()
+        >>> len(passages) > 400, passages[0].title
+        (True, 'assert')
+    """
+    import re
+
+    from pydoc_data.topics import topics
+
+    passages = []
+    for topic in sorted(topics):
+        for i, paragraph in enumerate(re.split(r"\n\s*\n", topics[topic])):
+            words = paragraph.split()
+            if min_words <= len(words) <= max_words and not paragraph.lstrip().startswith(("*", ">>>", "|")):
+                passages.append(Passage(id=f"{topic}-{i}", title=topic, text=" ".join(words)))
+    return passages

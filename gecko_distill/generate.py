@@ -18,9 +18,8 @@ import re
 import time
 from collections.abc import Sequence
 
-from tqdm.auto import tqdm
 
-from ._io import StageCheckpoint, StageResult
+from ._io import StageCheckpoint, StageResult, progress
 from ._usage import LLMUsage
 from .config import GenerateConfig
 from .llm.base import LLM, GenerationRequest
@@ -73,7 +72,7 @@ def generate(
         done = checkpoint.done_ids
         todo = [(p, k) for p in passages for k in range(config.queries_per_passage) if _query_id(p, k) not in done]
         seen = {(q.passage_id, _normalise(q.query)) for q in checkpoint.records}
-        with tqdm(total=len(todo), desc="generate", unit="query", disable=None) as bar:
+        with progress(total=len(todo), desc="generate", unit="query") as bar:
             for start in range(0, len(todo), _BATCH):
                 batch = todo[start : start + _BATCH]
                 retried += _generate_batch(batch, llm, config, checkpoint, seen, usage)

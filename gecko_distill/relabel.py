@@ -23,9 +23,8 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from ._io import StageCheckpoint, StageResult
+from ._io import StageCheckpoint, StageResult, progress
 from ._usage import LLMUsage
 from .config import RelabelConfig
 from .generate import truncate_words
@@ -105,7 +104,7 @@ def relabel(
     if not checkpoint.complete:
         done = checkpoint.done_ids
         todo = [c for c in candidates if c.query.id not in done]
-        with tqdm(total=len(todo), desc="relabel", unit="query", disable=None) as bar:
+        with progress(total=len(todo), desc="relabel", unit="query") as bar:
             for item in todo:
                 _relabel_one(item, by_id, scorer, config, checkpoint)
                 bar.update(1)

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from gecko_distill import Passage
-
-
-def _paragraphs(min_words: int = 40, max_words: int = 120) -> list[Passage]:
-    from pydoc_data.topics import topics
-
-    passages = []
-    for topic in sorted(topics):
-        for i, para in enumerate(re.split(r"\n\s*\n", topics[topic])):
-            words = para.split()
-            if min_words <= len(words) <= max_words and not para.lstrip().startswith(("*", ">>>", "|")):
-                passages.append(Passage(id=f"{topic}-{i}", title=topic, text=" ".join(words)))
-    return passages
+from gecko_distill.corpus import python_docs_passages
 
 
 @pytest.fixture(scope="session")
 def pydoc_passages() -> list[Passage]:
     """Real English passages from the standard library's ``pydoc_data.topics``."""
-    return _paragraphs()
+    return python_docs_passages()
 
 
 @pytest.fixture(scope="session")

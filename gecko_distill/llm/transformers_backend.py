@@ -11,6 +11,7 @@ score), and only the logits at the positions that are needed are computed
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -222,8 +223,14 @@ def gguf_backend_name(gguf_path: Path) -> str:
 
 
 def _sha256(path: Path) -> str:
+    stat = path.stat()
+    return _sha256_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()

