@@ -155,7 +155,7 @@ def load_beir(beir_dir: str | Path, split: str = "test") -> BeirData:
     folder = Path(beir_dir)
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder (expected a BEIR folder with corpus.jsonl, queries.jsonl, qrels/)")
-    corpus = {doc_id: (title, text) for doc_id, (title, text) in _read_ids(folder / "corpus.jsonl", with_title=True).items()}
+    corpus = _read_ids(folder / "corpus.jsonl", with_title=True)
     all_queries = {qid: text for qid, (_, text) in _read_ids(folder / "queries.jsonl", with_title=False).items()}
     qrels = _read_qrels(folder / "qrels" / f"{split}.tsv", all_queries, corpus, folder / "queries.jsonl")
     if not qrels:

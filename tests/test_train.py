@@ -258,7 +258,7 @@ def test_cli_train(fret_passages, tmp_path: Path, capsys: pytest.CaptureFixture)
     from gecko_distill.cli import main
 
     fret_dir = _write_fret(tmp_path / "fret", _examples(fret_passages[:8]), manifest=None)
-    args = ["train", str(fret_dir), "--out", str(tmp_path / "m"), "--max-steps", "1", "--batch-size", "4",
+    args = ["train", str(fret_dir), "--out", str(tmp_path / "m"), "--max-steps", "1", "--batch-size", "2",
             "--max-seq-length", "32", "--dims", "384", "96"]
     assert main(args) == 0
     provenance = json.loads((tmp_path / "m" / PROVENANCE_FILE).read_text())
