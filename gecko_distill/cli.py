@@ -33,7 +33,18 @@ def _build_fret_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rank-by", choices=["rrf", "ql", "rc", "seed"], default="rrf")
     p.add_argument("--scoring", choices=["fused", "separate"], default="fused")
     p.add_argument("--negative", choices=["last", "random"], default="last")
-    p.add_argument("--llm", default="gemma3-270m", help="teacher: gemma3-270m, smollm2-135m, a .gguf file or model folder")
+    p.add_argument(
+        "--llm",
+        default="gemma3-270m",
+        help="teacher: gemma3-270m (default), smollm2-135m, a .gguf file or model folder, hf:<id>, "
+        "gemini:<model>, openai:<model>, vllm:<model>, ollama:<model>, llamacpp:<model>",
+    )
+    p.add_argument("--scorer", default=None, help="a second backend for relabelling (same names as --llm)")
+    p.add_argument("--llm-base-url", default=None, help="server URL of an API teacher (e.g. http://localhost:8000/v1)")
+    p.add_argument("--llm-api-key-env", default=None, help="name of the environment variable holding the API key")
+    p.add_argument("--llm-concurrency", type=int, default=None, help="requests in flight at once (API teachers)")
+    p.add_argument("--llm-rpm", type=int, default=None, help="requests per minute limit (API teachers)")
+    p.add_argument("--llm-tpm", type=int, default=None, help="tokens per minute limit (API teachers)")
     p.add_argument("--embedder", default=None, help="sentence-transformers model folder (default all-MiniLM-L6-v2)")
     p.add_argument("--overwrite", action="store_true", help="rebuild stages whose saved output has another config")
     p.set_defaults(func=_run_build_fret)
@@ -57,9 +68,23 @@ def _run_build_fret(args: argparse.Namespace) -> int:
     from .report import summary_table
 
     passages = load_passages(args.corpus, limit=args.limit).records
-    llm = None if args.llm == DEFAULT_LLM else get_llm(args.llm)
+    api = {
+        "base_url": args.llm_base_url,
+        "api_key_env": args.llm_api_key_env,
+        "concurrency": args.llm_concurrency,
+        "requests_per_minute": args.llm_rpm,
+        "tokens_per_minute": args.llm_tpm,
+    }
+    llm = None if args.llm == DEFAULT_LLM and not any(api.values()) else get_llm(args.llm, **api)
+    scorer = get_llm(args.scorer) if args.scorer else None
     fret = build_fret(
-        passages, llm=llm, embedder=args.embedder, config=_fret_config(args), output_dir=args.out, overwrite=args.overwrite
+        passages,
+        llm=llm,
+        embedder=args.embedder,
+        config=_fret_config(args),
+        output_dir=args.out,
+        overwrite=args.overwrite,
+        scorer=scorer,
     )
     print(summary_table(fret.stats))
     print(f"wrote {len(fret)} FRet examples to {args.out}/fret.jsonl")
@@ -82,7 +107,7 @@ def _optional_commands():
     import importlib
 
     modules = []
-    for name in ("gecko_distill.cli_train",):
+    for name in ("gecko_distill.cli_train", "gecko_distill.cli_synth"):
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:  # pragma: no cover - not written yet in this checkout

@@ -4,6 +4,7 @@ Output folder layout::
 
     output_dir/
       llm_cache.sqlite        every LLM answer (a rerun or a resumed run repeats no call)
+      scorer_cache.sqlite     the same for a separate relabelling backend, if one is given
       generate/   records.jsonl  skips.jsonl  manifest.json
       retrieve/   records.jsonl  skips.jsonl  manifest.json
       relabel/    records.jsonl  skips.jsonl  manifest.json
@@ -64,6 +65,7 @@ def build_fret(
     config: FRetConfig | None = None,
     output_dir: str | Path | None = None,
     overwrite: bool = False,
+    scorer: LLM | None = None,
 ) -> FRetDataset:
     """Build an FRet dataset from unlabelled passages (Gecko's two-step distillation).
 
@@ -77,6 +79,10 @@ def build_fret(
             existing folder resumes it; ``None`` keeps everything in memory.
         overwrite: Rebuild stages whose saved output was made with another config or input,
             instead of refusing them.
+        scorer: A second backend for relabelling, for a teacher that cannot score query
+            likelihood (e.g. Gemini writes the queries, a local model ranks the candidates).
+            Default: the teacher, which falls back to relevance classification alone if it
+            cannot score continuations.
 
     Returns:
         The FRet examples, a list with ``.stats``.
@@ -126,21 +132,21 @@ def build_fret(
         checkpoint=checkpoint("retrieve", RankedCandidates, lambda r: r.query.id, retrieve_fp),
     )
 
-    scorer = teacher if config.relabel.rank_by != "seed" else None
-    relabel_fp = fingerprint("relabel", config.relabel, scorer.name if scorer else None, retrieve_fp)
+    ranker = None if config.relabel.rank_by == "seed" else teacher if scorer is None else _cached(scorer, out, "scorer")
+    relabel_fp = fingerprint("relabel", config.relabel, ranker.name if ranker else None, retrieve_fp)
     relabelled = relabel(
         retrieved.records,
         passages_,
-        scorer,
+        ranker,
         config.relabel,
         checkpoint=checkpoint("relabel", FRetExample, lambda e: e.id, relabel_fp),
     )
 
     stats = {
         "corpus": corpus.stats,
-        "generate": {**generated.stats, "skipped": generated.skip_counts},
+        "generate": _with_costs(generated, teacher),
         "retrieve": {**retrieved.stats, "skipped": retrieved.skip_counts},
-        "relabel": {**relabelled.stats, "skipped": relabelled.skip_counts},
+        "relabel": _with_costs(relabelled, ranker),
         "examples": len(relabelled.records),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
@@ -156,10 +162,27 @@ def build_fret(
 
 
 def _teacher(llm: LLM | None, out: Path | None) -> LLM:
-    teacher = llm if llm is not None else _DefaultTeacher()
-    if out is not None and not isinstance(teacher, CachedLLM):
-        teacher = CachedLLM(teacher, out / "llm_cache.sqlite")
-    return teacher
+    return _cached(llm if llm is not None else _DefaultTeacher(), out, "llm")
+
+
+def _cached(llm: LLM, out: Path | None, role: str) -> LLM:
+    if out is None or isinstance(llm, CachedLLM):
+        return llm
+    return CachedLLM(llm, out / f"{role}_cache.sqlite")
+
+
+def _with_costs(result, llm: LLM | None) -> dict[str, Any]:
+    """A stage's statistics plus skips by reason, the backend's notes, and the estimated cost."""
+    stats = {**result.stats, "skipped": result.skip_counts}
+    if llm is None:
+        return stats
+    from .llm.cost import estimate_cost
+
+    stats["llm_cost_usd"] = estimate_cost(llm.name, stats.get("llm_prompt_tokens", 0), stats.get("llm_completion_tokens", 0))
+    notes = list(getattr(llm, "notes", []))
+    if notes:
+        stats["notes"] = notes
+    return stats
 
 
 class _DefaultTeacher:

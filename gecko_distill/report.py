@@ -64,5 +64,9 @@ def summary_table(stats: dict[str, Any]) -> str:
     notes = [n for stage in (gen, rel) for n in stage.get("notes", [])]
     if rel.get("ql_available") is False:
         notes.append("the teacher cannot score query likelihood: positives were ranked by relevance classification only")
+    costs = [stage["llm_cost_usd"] for stage in (gen, rel) if stage.get("llm_cost_usd") is not None]
+    if costs:
+        lines.append(f"estimated LLM cost: ${sum(costs):.4f} (generate ${gen.get('llm_cost_usd') or 0:.4f}, "
+                     f"relabel ${rel.get('llm_cost_usd') or 0:.4f}; cached answers cost nothing)")
     lines.extend(f"note: {n}" for n in notes)
     return "\n".join(lines)

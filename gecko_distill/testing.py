@@ -26,8 +26,9 @@ class FakeLLM:
         replies: Canned generations, returned in order; once used up, the default reply is
             produced (a task plus the passage's first words as the query).
         score_fn: Replaces the default word-overlap scorer.
-        can_score: ``False`` makes ``score`` raise :class:`UnsupportedCapabilityError`, like a
-            chat API that cannot score a given continuation.
+        can_score: ``False`` makes ``score`` raise :class:`UnsupportedCapabilityError` for
+            requests with a continuation, like a chat API that cannot score a given
+            continuation (it still answers the relevance question's choices).
         name: The identity used in cache keys and manifests.
 
     Example:
@@ -74,7 +75,7 @@ class FakeLLM:
         return results
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[Score]:
-        if not self.can_score:
+        if not self.can_score and any(r.continuation for r in requests):
             raise UnsupportedCapabilityError(f"{self.name} cannot score continuations")
         results = []
         for request in requests:

@@ -108,3 +108,26 @@ def test_cli_bad_input_is_one_line_without_traceback(tmp_path, content, message)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("gecko-distill: error: ")
+
+
+def test_a_teacher_that_cannot_score_uses_a_second_scorer(corpus, embedder, tmp_path):
+    teacher, scorer = FakeLLM(can_score=False, name="chat-only"), FakeLLM()
+    fret = build_fret(corpus, llm=teacher, embedder=embedder, config=CONFIG, output_dir=tmp_path / "run", scorer=scorer)
+    assert len(fret) == 12 and fret.stats["relabel"]["ql_available"] is True
+    assert all(hasattr(r, "prompt") for r in teacher.history) and all(hasattr(r, "continuation") for r in scorer.history)
+    assert (tmp_path / "run" / "scorer_cache.sqlite").exists()
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["stats"]["relabel"]["llm_cost_usd"] == 0.0
+
+
+def test_summary_reports_relevance_only_fallback_and_backend_notes(corpus, embedder):
+    from gecko_distill.report import summary_table
+
+    class ChatOnly(FakeLLM):
+        notes = ["relevance by graded labels: the API returned no log-probabilities"]
+
+    fret = build_fret(corpus, llm=ChatOnly(can_score=False), embedder=embedder, config=CONFIG)
+    table = summary_table(fret.stats)
+    assert len(fret) == 12 and fret.stats["relabel"]["ql_available"] is False
+    assert "note: relevance by graded labels" in table
+    assert "note: the teacher cannot score query likelihood" in table
+    assert "estimated LLM cost: $0.0000" in table
