@@ -286,7 +286,7 @@ def _training_sets(fret: Sequence[FRetExample], extra: Mapping[str, ExtraData], 
     for name, rows in extra.items():
         if name == FRET:
             raise InputError(f"extra dataset name {FRET!r} is reserved for the FRet examples")
-        sets[name] = labelled_dataset(name, rows if isinstance(rows, Sequence) else rows.to_list())
+        sets[name] = labelled_dataset(name, rows)
     sets = mix_datasets(sets, config.mix_ratios, seed=config.seed)
     for name, dataset in sets.items():
         if len(dataset) < config.batch_size:

@@ -275,3 +275,15 @@ def test_no_batch_without_repeated_texts_is_an_error(fret_passages, tmp_path: Pa
     with pytest.raises(InputError, match="no training step ran: the batch sampler found no batch of 2 examples"):
         train(examples, output_dir=tmp_path / "m", config=TrainConfig(batch_size=2, max_seq_length=32))
     assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_labelled_dataset_accepts_a_datasets_dataset() -> None:
+    from datasets import Dataset
+
+    rows = Dataset.from_list([
+        {"task": "t", "anchor": "a", "positive": {"title": "T", "text": "p"}, "negative": {"title": "", "text": "n"}},
+    ])
+    assert labelled_dataset("nq", rows).to_list() == [
+        {"anchor": formatting.format_query("t", "a"), "positive": formatting.format_document("p", "T"),
+         "negative": formatting.format_document("n")},
+    ]
