@@ -9,6 +9,8 @@ The FRet pipeline of Google's Gecko paper, one plain function per stage::
 from ._version import __version__
 from .config import FRetConfig, GenerateConfig, RelabelConfig, RetrieveConfig
 from .corpus import load_passages
+from .encoding import encode_documents, encode_queries
+from .evaluate import EvalConfig, RetrievalReport, evaluate, plot_reports
 from .errors import GeckoDistillError, InputError, MissingDependencyError, StaleOutputError
 from .formatting import format_document, format_query
 from .generate import generate
@@ -17,6 +19,7 @@ from .pipeline import FRetDataset, build_fret
 from .records import Candidate, FRetExample, GeneratedQuery, Passage, RankedCandidates, Skip
 from .relabel import relabel
 from .retrieve import retrieve
+from .train import TrainConfig, train
 
 __all__ = [
     "__version__",
@@ -27,11 +30,20 @@ __all__ = [
     "generate",
     "retrieve",
     "relabel",
+    "train",
+    "evaluate",
+    "plot_reports",
+    "RetrievalReport",
+    # encoding exactly as trained
+    "encode_queries",
+    "encode_documents",
     # configs
     "FRetConfig",
     "GenerateConfig",
     "RetrieveConfig",
     "RelabelConfig",
+    "TrainConfig",
+    "EvalConfig",
     # records
     "Passage",
     "GeneratedQuery",

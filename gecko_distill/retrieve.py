@@ -14,28 +14,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from ._io import StageCheckpoint, StageResult
 from ._lazy import require
 from .config import RetrieveConfig
+from .encoding import encode_documents, encode_queries, format_documents, load_model
 from .errors import InputError
-from .formatting import format_document, format_query
-from .paths import default_embedder_path
 from .records import Candidate, GeneratedQuery, Passage, RankedCandidates
 
-__all__ = ["retrieve", "load_embedder", "embedder_name"]
+__all__ = ["retrieve", "embedder_name"]
 
 logger = logging.getLogger(__name__)
-
-
-def load_embedder(embedder: Any = None) -> Any:
-    """A ``SentenceTransformer``: the offline default (all-MiniLM-L6-v2) for ``None``, a model
-    loaded from a path/name for a string, or the object itself."""
-    if embedder is None or isinstance(embedder, str):
-        st = require("sentence_transformers", "gecko-distill")
-        return st.SentenceTransformer(embedder or default_embedder_path(), device="cpu")
-    return embedder
 
 
 def embedder_name(embedder: Any) -> str:
@@ -92,13 +80,12 @@ def retrieve(
         if q.passage_id not in all_ids:
             raise InputError(f"query {q.id!r}: its seed passage {q.passage_id!r} is not in the corpus")
     top_n = min(config.top_n, len(unique))
-    model = load_embedder(embedder)
+    model = load_model(embedder)
     faiss = require("faiss", "faiss-cpu")
 
     logger.info("retrieve: embedding %d passages and %d queries", len(unique), len(queries))
-    doc_texts = [format_document(p.text, p.title) for p in unique]
-    doc_vectors = _encode(model, doc_texts, config.batch_size)
-    query_vectors = _encode(model, [format_query(q.task, q.query) for q in queries], config.batch_size)
+    doc_vectors = encode_documents(model, unique, batch_size=config.batch_size)
+    query_vectors = encode_queries(model, [(q.task, q.query) for q in queries], batch_size=config.batch_size)
     index = faiss.IndexFlatIP(doc_vectors.shape[1])
     index.add(doc_vectors)
     scores, neighbours = index.search(query_vectors, top_n)
@@ -123,17 +110,10 @@ def retrieve(
         "passages_indexed": len(unique),
         "top_n": top_n,
         "seed_in_top_n": round(seed_retrieved / max(len(queries), 1), 4),
-        "passages_truncated_by_embedder": _count_over_limit(model, doc_texts, max_tokens),
+        "passages_truncated_by_embedder": _count_over_limit(model, format_documents(unique), max_tokens),
         "wall_time_s": time.perf_counter() - started,
     }
     return checkpoint.finish([q.id for q in queries], stats, config)
-
-
-def _encode(model: Any, texts: list[str], batch_size: int) -> np.ndarray:
-    vectors = model.encode(
-        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=None
-    )
-    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def _unique_passages(passages: Sequence[Passage]) -> list[Passage]:

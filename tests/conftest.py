@@ -17,9 +17,9 @@ def pydoc_passages() -> list[Passage]:
 @pytest.fixture(scope="session")
 def embedder():
     """The offline default embedder (all-MiniLM-L6-v2), loaded once."""
-    from gecko_distill.retrieve import load_embedder
+    from gecko_distill.encoding import load_model
 
-    return load_embedder(None)
+    return load_model(device="cpu")
 
 
 @pytest.fixture(scope="session")
