@@ -18,7 +18,7 @@ from pathlib import Path
 from gecko_distill import FRetConfig, RetrieveConfig, build_fret, load_passages
 from gecko_distill.report import summary_table
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "manpages" / "corpus.jsonl"
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "manpages" / "corpus.jsonl"
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ from gecko_distill.evaluate import EvalConfig, RetrievalReport, evaluate, markdo
 from gecko_distill.llm import CachedLLM, get_llm
 from gecko_distill.train import TrainConfig, train
 
-MANPAGES = Path("/work/shared/data/manpages")
+MANPAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "manpages"  # ../shared beside the checkout
 MANPAGES_TASK = "Given a short description of what a command does, retrieve the manual page of that command"
 
 VARIANTS = {
