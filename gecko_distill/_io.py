@@ -27,7 +27,7 @@ from ._version import __version__
 from .errors import InputError, StaleOutputError
 from .records import Record, Skip
 
-__all__ = ["read_jsonl", "fingerprint", "progress", "StageCheckpoint", "StageResult"]
+__all__ = ["read_jsonl", "write_jsonl", "fingerprint", "progress", "StageCheckpoint", "StageResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,16 @@ def read_jsonl(path: str | Path, record_type: type[R]) -> list[R]:
         except ValidationError as exc:
             raise InputError(f"{path}:{line_no}: not a valid {record_type.__name__}: {_short(exc)}") from None
     return records
+
+
+def write_jsonl(path: str | Path, records: Iterable[BaseModel]) -> None:
+    """Write records as jsonl atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(record.model_dump_json() + "\n")
+    os.replace(tmp, path)
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._io import StageCheckpoint, fingerprint
+from ._io import StageCheckpoint, fingerprint, write_jsonl
 from ._version import __version__
 from .config import FRetConfig
 from .corpus import PassageSource, load_passages
@@ -218,11 +217,7 @@ class _DefaultTeacher:
 def _write_outputs(
     out: Path, examples: list[FRetExample], stats: dict, config: FRetConfig, teacher: str, embedder: str, fp: str
 ) -> None:
-    tmp = out / "fret.jsonl.tmp"
-    with tmp.open("w", encoding="utf-8") as f:
-        for example in examples:
-            f.write(example.model_dump_json() + "\n")
-    os.replace(tmp, out / "fret.jsonl")
+    write_jsonl(out / "fret.jsonl", examples)
     manifest = {
         "library_version": __version__,
         "teacher": teacher,
