@@ -1,0 +1,393 @@
+"""E5-mistral synthetic data: parsing, validation, skips, seeding, checkpoints, CLI, and training on it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections.abc import Sequence
+
+import pytest
+from pydantic import ValidationError
+
+from gecko_distill import formatting
+from gecko_distill._json_output import JSONOutputError, extract_json
+from gecko_distill.cli_synth import register
+from gecko_distill.errors import GeckoDistillError, StaleOutputError
+from gecko_distill.llm import GenerationRequest
+from gecko_distill.llm.base import Generation
+from gecko_distill.records import FRetExample
+from gecko_distill.synth import (
+    SynthConfig,
+    SynthError,
+    SynthTask,
+    brainstorm_tasks,
+    format_synth_query,
+    generate_triplets,
+    is_synthetic,
+    labelled_rows,
+    parse_tasks,
+    parse_triplet,
+    write_triplets,
+)
+from gecko_distill.synth_prompts import CATEGORIES, sample_placeholders, triplet_prompt
+from gecko_distill.testing import FakeLLM
+
+ONE = SynthConfig(categories=("short-long",), tasks_per_category=2, triplets_per_task=1, max_attempts=2)
+
+
+def tasks_reply(*tasks: str) -> str:
+    return json.dumps(list(tasks))
+
+
+def triplet_reply(query: str, positive: str = "", negative: str = "") -> str:
+    return json.dumps({
+        "user_query": query,
+        "positive_document": positive or f"A guide that answers: {query}.",
+        "hard_negative_document": negative or f"A related text that does not answer: {query}.",
+    })
+
+
+class ErrorLLM(FakeLLM):
+    """Fails every request whose prompt contains ``failing``."""
+
+    def __init__(self, failing: str, **kwargs):
+        super().__init__(**kwargs)
+        self.failing = failing
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        answers = super().generate(requests)
+        return [Generation(error="quota exceeded") if self.failing in r.prompt else a for r, a in zip(requests, answers)]
+
+
+# -- lenient JSON -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "kind", "expected"),
+    [
+        ('{"a": "b"}', "object", {"a": "b"}),
+        ('Sure! Here is the JSON:\n```json\n{"a": "b"}\n```\nHope it helps.', "object", {"a": "b"}),
+        ('The answer is {"a": "b"} as requested.', "object", {"a": "b"}),
+        ('{"a": "b",}', "object", {"a": "b"}),
+        ("{'a': 'b'}", "object", {"a": "b"}),
+        ('[{"a": "b"}, {"a": "c"}]', "object", {"a": "b"}),
+        ('["x", "y",]', "list", ["x", "y"]),
+        ("['x', 'y']", "list", ["x", "y"]),
+        ('{"tasks": ["x", "y"]}', "list", ["x", "y"]),
+        ('["x", "y", "z is cut o', "list", ["x", "y"]),
+        ('noise {"a": [1} then {"b": "c"}', "object", {"b": "c"}),
+        ('{"a": "braces } and \\" quotes inside"}', "object", {"a": 'braces } and " quotes inside'}),
+    ],
+)
+def test_extract_json_finds_the_value(text: str, kind: str, expected) -> None:
+    assert extract_json(text, kind) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "reason"),
+    [
+        ("", "object", "empty"),
+        ("   \n ", "list", "empty"),
+        ('{"user_query": "how to", "positive_document": "Start by', "object", "truncated_json"),
+        ('```json\n{"a": "b"', "object", "truncated_json"),
+        ("I cannot help with that.", "object", "invalid_json"),
+        ("{not json at all}", "object", "invalid_json"),
+        ('["just", "a", "list"]', "object", "off_schema"),
+        ('{"a": 1, "b": 2}', "list", "off_schema"),
+    ],
+)
+def test_extract_json_says_why_not(text: str, kind: str, reason: str) -> None:
+    with pytest.raises(JSONOutputError) as info:
+        extract_json(text, kind)
+    assert info.value.reason == reason
+
+
+# -- brainstorm answers -----------------------------------------------------------------------
+def test_parse_tasks_accepts_objects_and_flags_bad_items() -> None:
+    text = json.dumps([
+        {"task": "Given a recipe name, retrieve recipes for it."},
+        "Provided a scientific claim as query, retrieve documents that help verify or refute the claim.",
+        "Find stuff",
+        42,
+        "   ",
+    ])
+    tasks, reason = parse_tasks(text, "short-long")
+    assert reason == ""
+    assert tasks == [
+        ("Given a recipe name, retrieve recipes for it.", ""),
+        ("Provided a scientific claim as query, retrieve documents that help verify or refute the claim.", "copy_of_example"),
+        ("Find stuff", "too_short"),
+        ("42", "off_schema"),
+        ("", "empty"),
+    ]
+
+
+@pytest.mark.parametrize(("text", "reason"), [("", "empty"), ("[]", "empty"), ('["Retrieve', "truncated_json"),
+                                              ("1. find recipes\n2. find laws", "invalid_json")])
+def test_parse_tasks_failures(text: str, reason: str) -> None:
+    assert parse_tasks(text, "short-long") == ([], reason)
+
+
+# -- triplet answers --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("category", "answer", "expected"),
+    [
+        ("long-long", triplet_reply("q", "p", "n"), ("q", "p", "n")),
+        ("sts", '{"S1": "a red car", "S2": "a crimson car", "S3": "a red bus"}', ("a red car", "a crimson car", "a red bus")),
+        ("bitext", '{"S1": "good morning", "S2": "bonjour", "S3": "bonsoir"}', ("good morning", "bonjour", "bonsoir")),
+        ("classification", '{"input_text": "Great phone", "label": "positive", "misleading_label": "neutral"}',
+         ("Great phone", "positive", "neutral")),
+        ("classification", '{"input_text": "Rated 5 stars", "label": 5, "misleading_label": 4}', ("Rated 5 stars", "5", "4")),
+        ("short-long", '{"User Query": "q", "positive-document": "p", "HARD_NEGATIVE_DOCUMENT": "n"}', ("q", "p", "n")),
+        ("short-long", "```json\n" + triplet_reply("q", "p", "n") + "\n```", ("q", "p", "n")),
+    ],
+)
+def test_parse_triplet_by_category(category: str, answer: str, expected) -> None:
+    assert parse_triplet(answer, category) == (expected, "")
+
+
+@pytest.mark.parametrize(
+    ("category", "answer", "reason"),
+    [
+        ("short-long", '{"user_query": "q", "positive_document": "p"}', "off_schema"),
+        ("short-long", '{"user_query": "q", "positive_document": "p", "hard_negative_document": "n", "why": "x"}', "off_schema"),
+        ("short-long", '{"user_query": "q", "positive_document": ["p"], "hard_negative_document": "n"}', "off_schema"),
+        ("short-long", '{"user_query": "", "positive_document": "p", "hard_negative_document": "n"}', "off_schema"),
+        ("sts", '{"user_query": "q", "positive_document": "p", "hard_negative_document": "n"}', "off_schema"),
+        ("short-long", triplet_reply("q", "same text", "Same text!"), "degenerate"),
+        ("short-short", triplet_reply("ephemeral", "Short-lived.", "Eternal."), "copy_of_example"),
+        ("short-long", '{"user_query": "q", "positive_document": "p", "hard_neg', "truncated_json"),
+        ("sts", "S1: a cat\nS2: a kitten\nS3: a dog", "invalid_json"),
+        ("sts", "", "empty"),
+    ],
+)
+def test_parse_triplet_rejects(category: str, answer: str, reason: str) -> None:
+    assert parse_triplet(answer, category) == (None, reason)
+
+
+# -- the stages with canned answers ------------------------------------------------------------
+def test_generate_triplets_end_to_end_with_counted_skips() -> None:
+    llm = FakeLLM(replies=[
+        "Here are tasks:\n" + tasks_reply("Given a cooking question, retrieve recipes.", "Given a law, retrieve court cases."),
+        "oops, no JSON",  # task 0, attempt 0: re-sampled
+        '{"user_query": "case on tenancy", "positive_document": "The court held', # task 1, attempt 0: re-sampled
+        triplet_reply("boil an egg"),  # task 0, attempt 1
+        triplet_reply("boil an egg", "Other text.", "Another text."),  # task 1, attempt 1: same query
+    ])
+    result = generate_triplets(llm, ONE)
+    assert [e.query for e in result.records] == ["boil an egg"]
+    assert result.skip_counts == {"duplicate": 1}
+    assert result.stats["triplets"]["resampled"] == 2 and result.stats["triplets"]["llm_calls"] == 4
+    assert result.stats["brainstorm"]["llm_calls"] == 1 and result.stats["tasks"] == 2
+    example = result.records[0]
+    assert example.id == "synth:short-long/0#0" and example.task == "Given a cooking question, retrieve recipes."
+    assert example.positive.id == "synth:short-long/0#0:pos" and example.negative.id == "synth:short-long/0#0:neg"
+    assert example.seed_passage_id == "synth:short-long" and example.positive_is_seed
+    assert example.positive_ranks == {} == example.negative_ranks and is_synthetic(example)
+
+
+def test_unusable_answers_are_skipped_by_reason_after_the_last_attempt() -> None:
+    task = [SynthTask(id=f"sts/{i}", category="sts", task=f"Retrieve similar sentences {i}.", call_id="sts#0") for i in range(5)]
+    replies = ['{"S1": "a", "S2": "b"}', "", "no json", '{"S1": "x", "S2": "y", "S3": "unfinished', '[1, 2]']
+    result = write_triplets(task, FakeLLM(replies=replies), SynthConfig(triplets_per_task=1, max_attempts=1))
+    assert result.records == []
+    assert sorted(result.skip_counts.items()) == [("empty", 1), ("invalid_json", 1), ("off_schema", 2), ("truncated_json", 1)]
+    assert {s.stage for s in result.skips} == {"triplets"}
+
+
+def test_llm_errors_are_counted() -> None:
+    config = SynthConfig(categories=("sts", "classification"), tasks_per_category=1, triplets_per_task=1, max_attempts=1)
+    llm = ErrorLLM("semantic similarity task", replies=[
+        tasks_reply("Retrieve duplicate questions from a forum."),
+        tasks_reply("Classify an email as spam or not spam."),
+        "unused: the sts request fails",
+        '{"input_text": "Win a free cruise now", "label": "spam", "misleading_label": "not spam"}',
+    ])
+    result = generate_triplets(llm, config)
+    assert [e.seed_passage_id for e in result.records] == ["synth:classification"]
+    assert result.skip_counts == {"llm_error": 1}
+    assert result.stats["triplets"]["llm_errors"] == 1
+
+
+def test_brainstorm_deduplicates_and_asks_again_when_short() -> None:
+    config = SynthConfig(categories=("short-short", "long-short"), tasks_per_category=2, max_attempts=2)
+    llm = FakeLLM(replies=[
+        tasks_reply("Match a city with its country.", "match a CITY with its country", "Match a city with its country."),
+        '{"long-short": "not a list"}',
+        tasks_reply("Match a city with its country.", "Given a word, retrieve its antonym."),  # short-short again
+        tasks_reply("Given a news article, retrieve a one-line summary.", "Given a poem, retrieve its title."),
+    ])
+    result = brainstorm_tasks(llm, config)
+    by_category = {c: [t.task for t in result.records if t.category == c] for c in config.categories}
+    assert by_category == {
+        "short-short": ["Match a city with its country.", "Given a word, retrieve its antonym."],
+        "long-short": ["Given a news article, retrieve a one-line summary.", "Given a poem, retrieve its title."],
+    }
+    assert result.skip_counts == {"duplicate": 3, "off_schema": 1}
+    assert [t.id for t in result.records] == ["short-short/0", "short-short/1", "long-short/0", "long-short/1"]
+    assert result.stats["llm_calls"] == 4
+
+
+def test_no_usable_task_is_an_error() -> None:
+    with pytest.raises(SynthError, match="brainstormed no usable task"):
+        generate_triplets(FakeLLM(replies=["no", "no"]), ONE)
+
+
+def test_brainstorm_stops_at_tasks_per_category() -> None:
+    llm = FakeLLM(replies=[tasks_reply(*(f"Retrieve documents about topic number {i}." for i in range(5)))])
+    result = brainstorm_tasks(llm, ONE)
+    assert len(result.records) == 2 and result.skips == [] and len(llm.history) == 1
+
+
+# -- placeholders and prompts -------------------------------------------------------------------
+def test_placeholders_are_reproducible_under_a_seed() -> None:
+    def prompts(seed: int) -> list[str]:
+        config = SynthConfig(categories=("short-long",), tasks_per_category=1, triplets_per_task=6, seed=seed,
+                             languages=("English", "German", "Swahili"))
+        llm = FakeLLM(replies=[tasks_reply("Given a question, retrieve answers.")] + [triplet_reply(f"q{i}") for i in range(6)])
+        generate_triplets(llm, config)
+        return [r.prompt for r in llm.history[1:]]
+
+    first, again, other = prompts(1), prompts(1), prompts(2)
+    assert first == again and first != other
+    assert len(set(first)) > 1  # each example of a task draws its own placeholders
+
+
+def test_sample_placeholders_draws_from_the_config() -> None:
+    draws = [sample_placeholders("bitext", random.Random(i), ["English", "French", "Hindi"], [50]) for i in range(30)]
+    assert all(d["source_language"] != d["target_language"] for d in draws)
+    assert {d["source_language"] for d in draws} == {"English", "French", "Hindi"}
+    long_short = sample_placeholders("long-short", random.Random(0), ["Polish"], [123])
+    assert long_short["num_words"] == "123" and long_short["language"] == "Polish" and "query_length" not in long_short
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_every_category_prompt_fills_its_placeholders(category: str) -> None:
+    placeholders = sample_placeholders(category, random.Random(0), ["English", "Japanese"], [77])
+    prompt = triplet_prompt(category, "Some task.", placeholders)
+    assert "{" not in prompt.split("Here is an example answer")[0]  # every placeholder was filled
+    assert "Some task." in prompt and prompt.endswith("Output:\n")
+    assert "Here is an example answer" not in triplet_prompt(category, "Some task.", placeholders, few_shot=False)
+
+
+# -- config -------------------------------------------------------------------------------------
+def test_config_is_strict_and_frozen() -> None:
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        SynthConfig(task_per_category=3)
+    with pytest.raises(ValidationError, match="bitext"):
+        SynthConfig(categories=("bitext",), languages=("English", "English"))
+    with pytest.raises(ValidationError):
+        SynthConfig(categories=("medium-medium",))
+    with pytest.raises(ValidationError):
+        SynthConfig(query_format="plain")
+    with pytest.raises(ValidationError):
+        ONE.seed = 3
+    assert SynthConfig(categories=("sts", "sts")).categories == ("sts",)
+    assert "bitext" not in SynthConfig().categories
+
+
+def test_query_formats() -> None:
+    assert format_synth_query("Retrieve answers.", " who ") == "Instruct: Retrieve answers.\nQuery: who"
+    assert format_synth_query("t", "q", "gecko") == formatting.format_query("t", "q")
+
+
+# -- output folder: resumable, no calls on rerun, stale configs refused ------------------------
+def canned(n_tasks: int = 2) -> list[str]:
+    tasks = [f"Given a question about subject {i}, retrieve answers." for i in range(n_tasks)]
+    return [tasks_reply(*tasks)] + [triplet_reply(f"question {i}") for i in range(n_tasks)]
+
+
+def test_output_folder_is_reused_without_llm_calls(tmp_path) -> None:
+    first = generate_triplets(FakeLLM(replies=canned()), ONE, output_dir=tmp_path)
+    again_llm = FakeLLM()  # would write unusable answers
+    again = generate_triplets(again_llm, ONE, output_dir=tmp_path)
+    assert again_llm.history == []
+    assert again.records == first.records and len(first.records) == 2
+    assert again.stats["triplets"]["reused"] and again.stats["triplets"]["llm_calls"] == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["query_format"] == "e5" and manifest["counts"] == {"tasks": 2, "examples": 2}
+    assert manifest["query_template"] == "Instruct: {task}\nQuery: {query}"
+    lines = (tmp_path / "fret.jsonl").read_text().splitlines()
+    assert [FRetExample.model_validate_json(line) for line in lines] == first.records
+
+
+def test_interrupted_run_resumes_from_the_cache(tmp_path) -> None:
+    generate_triplets(FakeLLM(replies=canned()), ONE, output_dir=tmp_path)
+    manifest = tmp_path / "triplets" / "manifest.json"  # as if killed before the stage finished
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "status": "running"}))
+    lines = (tmp_path / "triplets" / "records.jsonl").read_text().splitlines()
+    (tmp_path / "triplets" / "records.jsonl").write_text(lines[0] + "\n")
+    llm = FakeLLM()
+    resumed = generate_triplets(llm, ONE, output_dir=tmp_path)
+    assert llm.history == [] and [e.query for e in resumed.records] == ["question 0", "question 1"]
+
+
+def test_another_config_is_refused_or_rebuilt(tmp_path) -> None:
+    generate_triplets(FakeLLM(replies=canned()), ONE, output_dir=tmp_path)
+    more = ONE.model_copy(update={"triplets_per_task": 2, "temperature": 0.9})
+    with pytest.raises(StaleOutputError, match="brainstorm"):
+        generate_triplets(FakeLLM(), more, output_dir=tmp_path)
+    # only the triplets depend on triplets_per_task: the brainstorm stage is kept
+    only_triplets = ONE.model_copy(update={"triplets_per_task": 2})
+    with pytest.raises(StaleOutputError, match="triplets"):
+        generate_triplets(FakeLLM(), only_triplets, output_dir=tmp_path)
+    rebuilt = generate_triplets(
+        FakeLLM(replies=[triplet_reply(f"new question {i}") for i in range(4)]), only_triplets, output_dir=tmp_path,
+        overwrite=True,
+    )
+    assert len(rebuilt.records) == 4 and rebuilt.stats["brainstorm"]["reused"]
+
+
+# -- command line -------------------------------------------------------------------------------
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="gecko-distill")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_synth_prints_a_summary(tmp_path, monkeypatch, capsys) -> None:
+    import gecko_distill.cli_synth as cli_synth
+
+    monkeypatch.setattr(cli_synth, "_teacher", lambda name: FakeLLM(replies=canned() + ["bad"]))
+    status = run_cli(["synth", "--out", str(tmp_path), "--llm", "fake", "--categories", "short-long",
+                      "--tasks-per-category", "2", "--triplets-per-task", "1", "--languages", "English", "French"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert out.splitlines()[0].split() == ["stage", "kept", "skipped", "LLM", "calls", "cached", "tokens", "wall", "s"]
+    assert out.splitlines()[1].split()[:4] == ["brainstorm", "2", "-", "1"]
+    assert "wrote 2 examples" in out
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["config"]["languages"] == ["English", "French"]
+
+
+def test_cli_synth_errors_are_library_errors(tmp_path) -> None:
+    with pytest.raises(GeckoDistillError, match="invalid synth settings: tasks_per_category"):
+        run_cli(["synth", "--out", str(tmp_path), "--tasks-per-category", "0", "--llm", "fake"])
+    with pytest.raises(GeckoDistillError, match="bitext"):
+        run_cli(["synth", "--out", str(tmp_path), "--categories", "bitext", "--llm", "fake"])
+    with pytest.raises(GeckoDistillError, match="no usable task"):
+        run_cli(["synth", "--out", str(tmp_path / "fake"), "--llm", "fake", "--categories", "sts"])
+
+
+# -- training on FRet mixed with synthetic data -------------------------------------------------
+def test_mixed_fret_and_synthetic_data_reach_train(pydoc_passages, tmp_path, monkeypatch) -> None:
+    from gecko_distill.train import PROVENANCE_FILE, TrainConfig, train
+
+    fret = [
+        FRetExample(id=f"{p.id}#0", task="Given the opening words of a section, retrieve it", query=" ".join(p.text.split()[:6]),
+                    positive=p, negative=n, seed_passage_id=p.id, positive_is_seed=True,
+                    positive_ranks={"fused": 1}, negative_ranks={"fused": 4})
+        for p, n in zip(pydoc_passages[0:80:10], pydoc_passages[5:85:10])
+    ]
+    config = SynthConfig(categories=("short-long",), tasks_per_category=4, triplets_per_task=1)
+    synth = generate_triplets(FakeLLM(replies=canned(4)), config).records
+    seen: list[tuple[str, str]] = []
+    original = formatting.format_query
+    monkeypatch.setattr(formatting, "format_query", lambda task, query: seen.append((task, query)) or original(task, query))
+
+    out = train(fret, output_dir=tmp_path / "model", extra_datasets={"e5": labelled_rows(synth)},
+                config=TrainConfig(max_steps=2, batch_size=4, max_seq_length=32, mix_ratios={"fret": 1, "e5": 1}))
+    provenance = json.loads((out / PROVENANCE_FILE).read_text())
+    assert provenance["examples_per_epoch"] == {"fret": 8, "e5": 8}
+    assert {(e.task, e.query) for e in synth} <= set(seen)
+    assert {(e.task, e.query) for e in fret} <= set(seen)
