@@ -53,6 +53,7 @@ from .llm.cache import CachedLLM
 from .records import FRetExample, Passage, Record
 from .synth_prompts import (
     CATEGORIES,
+    answer_prefix,
     Category,
     brainstorm_prompt,
     demonstration_texts,
@@ -109,7 +110,9 @@ class SynthConfig(BaseModel):
             again with new placeholders and another sample (at temperature 0.7 or more).
         max_new_tokens: Token budget of a triplet answer (a brainstorm answer gets 40 tokens
             per task, plus 40).
-        few_shot: Show a worked answer in every prompt (small models need it).
+        few_shot: Show a worked answer in every prompt and start the answer (``["`` or
+            ``{"user_query": "``); small models need both. An answer that repeats the start
+            is parsed as it is.
         query_format: How queries are embedded: ``"e5"`` is ``Instruct: {task}\\nQuery: {query}``
             (the paper's), ``"gecko"`` is ``task: {task} | query: {query}``. Recorded in the
             manifest; see :func:`format_synth_query`.
@@ -441,7 +444,7 @@ def _count(checkpoint: StageCheckpoint[SynthTask], category: str) -> int:
 
 def _brainstorm_request(category: str, attempt: int, config: SynthConfig) -> GenerationRequest:
     return GenerationRequest(
-        prompt=brainstorm_prompt(category, config.tasks_per_category),
+        prompt=brainstorm_prompt(category, config.tasks_per_category, prime=config.few_shot),
         max_new_tokens=40 + 40 * config.tasks_per_category,
         temperature=config.temperature if not attempt else max(config.temperature, 0.7),
         stop=_STOP,
@@ -461,7 +464,7 @@ def _keep_tasks(
     if result.error is not None:
         checkpoint.skip(call_id, "llm_error", result.error)
         return
-    tasks, reason = parse_tasks(result.text, category)
+    tasks, reason = _parse_primed(parse_tasks, result.text, category, answer_prefix(None) if config.few_shot else "")
     if not tasks and reason:
         checkpoint.skip(call_id, reason, result.text)
         return
@@ -594,7 +597,8 @@ def _triplet_batch(
             if result.error is not None:
                 pending[example_id] = (task, j, f"llm_error\t{result.error}")
                 continue
-            texts, reason = parse_triplet(result.text, task.category)
+            prefix = answer_prefix(task.category) if config.few_shot else ""
+            texts, reason = _parse_primed(parse_triplet, result.text, task.category, prefix)
             if texts is not None and _normalise(texts[0]) in seen:
                 texts, reason = None, "duplicate"
             if texts is None:
@@ -656,6 +660,19 @@ def parse_triplet(text: str, category: str) -> tuple[tuple[str, str, str] | None
     if normalised[0] in shown:
         return None, "copy_of_example"
     return texts, ""
+
+
+def _parse_primed(parse: Callable[[str, str], tuple[Any, str]], text: str, category: str, prefix: str) -> tuple[Any, str]:
+    """Parse ``prefix + text`` (the model continued the started answer), or ``text`` alone
+    when it starts a JSON value or a fence itself (the model wrote the whole answer again)."""
+    if not prefix or not text.strip():
+        return parse(text, category)
+    parsed, reason = parse(prefix + text, category)
+    if not reason:
+        return parsed, reason
+    again, again_reason = parse(text, category)
+    restarted = text.lstrip().startswith(("{", "[", "```"))
+    return (again, again_reason) if not again_reason or restarted else (parsed, reason)
 
 
 def _canonical_keys(raw: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ __all__ = [
     "brainstorm_prompt",
     "triplet_prompt",
     "demonstration_texts",
+    "answer_prefix",
 ]
 
 Category = Literal["short-long", "long-short", "short-short", "long-long", "sts", "bitext", "classification"]
@@ -201,8 +202,9 @@ _BRAINSTORM: dict[str, tuple[str, tuple[str, str], str]] = {
 }
 
 
-def brainstorm_prompt(category: str, num_tasks: int) -> str:
-    """The prompt that asks for a JSON list of ``num_tasks`` tasks of a category.
+def brainstorm_prompt(category: str, num_tasks: int, *, prime: bool = False) -> str:
+    """The prompt that asks for a JSON list of ``num_tasks`` tasks of a category; ``prime``
+    ends it with :func:`answer_prefix`.
 
     Example:
         >>> print(brainstorm_prompt("short-long", 5).splitlines()[0])
@@ -218,8 +220,22 @@ def brainstorm_prompt(category: str, num_tasks: int) -> str:
         f"- Each {unit} should cover a wide range of inputs, and should not be too specific.\n\n"
         f"Your output must always be a JSON list of strings only, with about {num_tasks} elements, and each "
         f"element corresponds to a distinct {unit} in one sentence. Do not explain yourself or output anything "
-        "else. Be creative!\n\nOutput:\n"
+        "else. Be creative!\n\nOutput:\n" + (answer_prefix(None) if prime else "")
     )
+
+
+def answer_prefix(category: str | None) -> str:
+    """The start of the answer written at the end of a primed prompt: ``["`` for a brainstorm
+    (``category=None``), the opening of the first key's value for a triplet. Small base
+    models follow the format far more often when their answer is started for them.
+
+    Example:
+        >>> answer_prefix(None), answer_prefix("sts")
+        ('["', '{"S1": "')
+    """
+    if category is None:
+        return '["'
+    return '{"' + next(iter(output_schema(category).model_fields)) + '": "'
 
 
 def demonstration_texts(category: str) -> tuple[str, ...]:
@@ -397,7 +413,8 @@ def triplet_prompt(category: str, task: str, placeholders: dict[str, str], *, fe
         category: The task's category.
         task: The task description.
         placeholders: From :func:`sample_placeholders`.
-        few_shot: Show a worked answer for another task of the same category.
+        few_shot: Show a worked answer for another task of the same category, and start the
+            answer (:func:`answer_prefix`).
 
     Example:
         >>> p = sample_placeholders("sts", random.Random(0), ["English"], [50])
@@ -415,4 +432,4 @@ def triplet_prompt(category: str, task: str, placeholders: dict[str, str], *, fe
         demo_task, answer = _DEMONSTRATIONS[category]
         demo = json.dumps(answer.model_dump(), ensure_ascii=False)
         prompt += f'\n\nHere is an example answer for another task ("{demo_task}"):\n{demo}'
-    return prompt + "\n\nOutput:\n"
+    return prompt + "\n\nOutput:\n" + (answer_prefix(category) if few_shot else "")

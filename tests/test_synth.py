@@ -30,7 +30,7 @@ from gecko_distill.synth import (
     parse_triplet,
     write_triplets,
 )
-from gecko_distill.synth_prompts import CATEGORIES, sample_placeholders, triplet_prompt
+from gecko_distill.synth_prompts import CATEGORIES, answer_prefix, sample_placeholders, triplet_prompt
 from gecko_distill.testing import FakeLLM
 
 ONE = SynthConfig(categories=("short-long",), tasks_per_category=2, triplets_per_task=1, max_attempts=2)
@@ -188,7 +188,7 @@ def test_generate_triplets_end_to_end_with_counted_skips() -> None:
 def test_unusable_answers_are_skipped_by_reason_after_the_last_attempt() -> None:
     task = [SynthTask(id=f"sts/{i}", category="sts", task=f"Retrieve similar sentences {i}.", call_id="sts#0") for i in range(5)]
     replies = ['{"S1": "a", "S2": "b"}', "", "no json", '{"S1": "x", "S2": "y", "S3": "unfinished', '[1, 2]']
-    result = write_triplets(task, FakeLLM(replies=replies), SynthConfig(triplets_per_task=1, max_attempts=1))
+    result = write_triplets(task, FakeLLM(replies=replies), SynthConfig(triplets_per_task=1, max_attempts=1, few_shot=False))
     assert result.records == []
     assert sorted(result.skip_counts.items()) == [("empty", 1), ("invalid_json", 1), ("off_schema", 2), ("truncated_json", 1)]
     assert {s.stage for s in result.skips} == {"triplets"}
@@ -265,8 +265,21 @@ def test_every_category_prompt_fills_its_placeholders(category: str) -> None:
     placeholders = sample_placeholders(category, random.Random(0), ["English", "Japanese"], [77])
     prompt = triplet_prompt(category, "Some task.", placeholders)
     assert "{" not in prompt.split("Here is an example answer")[0]  # every placeholder was filled
-    assert "Some task." in prompt and prompt.endswith("Output:\n")
-    assert "Here is an example answer" not in triplet_prompt(category, "Some task.", placeholders, few_shot=False)
+    assert "Some task." in prompt and prompt.endswith("Output:\n" + answer_prefix(category))
+    plain = triplet_prompt(category, "Some task.", placeholders, few_shot=False)
+    assert "Here is an example answer" not in plain and plain.endswith("Output:\n")
+
+
+def test_primed_answers_are_continued_or_repeated() -> None:
+    llm = FakeLLM(replies=[
+        'Given a cooking question, retrieve recipes.", "Given a law, retrieve court cases."]',  # continues ["
+        'boil an egg", "positive_document": "Put the egg in boiling water.", "hard_negative_document": "Eggs."}',
+        triplet_reply("sue a landlord"),  # writes the whole object again
+    ])
+    result = generate_triplets(llm, ONE)
+    assert [e.query for e in result.records] == ["boil an egg", "sue a landlord"] and result.skips == []
+    assert llm.history[0].prompt.endswith('Output:\n["')
+    assert llm.history[1].prompt.endswith('Output:\n{"user_query": "')
 
 
 # -- config -------------------------------------------------------------------------------------
