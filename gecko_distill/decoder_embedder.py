@@ -8,8 +8,8 @@ Here the whole recipe is an ordinary sentence-transformers model, so
 :func:`gecko_distill.train.train`, :mod:`gecko_distill.evaluate` and
 :mod:`gecko_distill.encoding` use it unchanged:
 
-* a ``Transformer`` module on the causal LM, whose tokenizer appends the EOS token to every
-  input (kept by truncation, and saved with the model);
+* a ``Transformer`` module on the causal LM, for plain text only (no chat template), whose
+  tokenizer appends the EOS token to every input (kept by truncation, and saved with the model);
 * ``Pooling(pooling_mode="lasttoken")``: the last non-padding token, EOS;
 * LoRA adapters added with ``SentenceTransformer.add_adapter`` (``peft``), saved as an adapter
   next to a reference to the base model;
@@ -147,7 +147,13 @@ def decoder_embedder(model: str | Path, config: DecoderEmbedderConfig | None = N
     torch = require("torch", "torch")
     folder = resolve_causal_lm(model)
     transformer = modules.Transformer(
-        folder, max_seq_length=config.max_seq_length, model_kwargs={"dtype": getattr(torch, config.dtype)}
+        folder,
+        max_seq_length=config.max_seq_length,
+        model_kwargs={"dtype": getattr(torch, config.dtype)},
+        # Plain text only: with a "message" modality, sentence-transformers would wrap every input
+        # in the model's chat template, and the last token would no longer be the EOS.
+        modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+        module_output_name="token_embeddings",
     )
     tokenizer = transformer.tokenizer
     append_eos(tokenizer)

@@ -404,3 +404,32 @@ def test_mixed_fret_and_synthetic_data_reach_train(pydoc_passages, tmp_path, mon
     assert provenance["examples_per_epoch"] == {"fret": 8, "e5": 8}
     assert {(e.task, e.query) for e in synth} <= set(seen)
     assert {(e.task, e.query) for e in fret} <= set(seen)
+
+
+# -- the real offline teacher ---------------------------------------------------------------------
+REASONS = {"empty", "invalid_json", "truncated_json", "off_schema", "too_short", "copy_of_example", "degenerate",
+           "duplicate", "llm_error"}
+
+
+@pytest.mark.real_llm
+@pytest.mark.slow
+def test_real_teacher_runs_both_stages_and_keeps_only_valid_output(real_llm) -> None:
+    """gemma-3-270m is a small base model: much of its output is unusable. The run must finish,
+    count every skip by a known reason, and keep only valid records."""
+    config = SynthConfig(categories=("short-long",), tasks_per_category=2, triplets_per_task=1, max_attempts=1,
+                         temperature=0.0, max_new_tokens=96, document_words=(30,))
+    tasks = brainstorm_tasks(real_llm, config)
+    assert tasks.stats["llm_calls"] == 1 and tasks.stats["llm_completion_tokens"] > 0
+    assert set(tasks.skip_counts) <= REASONS and (tasks.records or tasks.skips)
+    for task in tasks.records:
+        assert parse_tasks(json.dumps([task.task]), "short-long") == ([(task.task, "")], "")
+
+    given = [SynthTask(id=f"short-long/{i}", category="short-long", task=t, call_id="given#0") for i, t in
+             enumerate(["Given a cooking question, retrieve recipes that answer it.",
+                        "Given a symptom, retrieve medical articles that explain its causes."])]
+    result = write_triplets(given, real_llm, config)
+    assert len(result.records) + len(result.skips) == 2 and set(result.skip_counts) <= REASONS
+    assert result.stats["llm_calls"] == 2
+    for example in result.records:
+        texts = (example.query, example.positive.text, example.negative.text)
+        assert parse_triplet(triplet_reply(*texts), "short-long") == (texts, "")
