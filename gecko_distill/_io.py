@@ -27,18 +27,23 @@ from ._version import __version__
 from .errors import InputError, StaleOutputError
 from .records import Record, Skip
 
-__all__ = ["read_jsonl", "write_jsonl", "fingerprint", "progress", "StageCheckpoint", "StageResult"]
+__all__ = ["read_jsonl", "write_jsonl", "fingerprint", "progress", "progress_enabled", "StageCheckpoint", "StageResult"]
 
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Record)
 
 
+def progress_enabled() -> bool:
+    """Progress bars are shown unless ``GECKO_DISTILL_NO_PROGRESS`` is set."""
+    return not os.environ.get("GECKO_DISTILL_NO_PROGRESS")
+
+
 def progress(total: int, desc: str, unit: str):
-    """A tqdm progress bar for a long stage; ``GECKO_DISTILL_NO_PROGRESS=1`` hides them all."""
+    """A tqdm progress bar for a long stage (see :func:`progress_enabled`)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=bool(os.environ.get("GECKO_DISTILL_NO_PROGRESS")))
+    return tqdm(total=total, desc=desc, unit=unit, disable=not progress_enabled())
 
 
 def read_jsonl(path: str | Path, record_type: type[R]) -> list[R]:

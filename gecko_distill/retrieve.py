@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._io import StageCheckpoint, StageResult
+from ._io import StageCheckpoint, StageResult, progress_enabled
 from ._lazy import require
 from .config import RetrieveConfig
 from .encoding import encode_documents, encode_queries, format_documents, load_model
@@ -84,8 +84,11 @@ def retrieve(
     faiss = require("faiss", "faiss-cpu")
 
     logger.info("retrieve: embedding %d passages and %d queries", len(unique), len(queries))
-    doc_vectors = encode_documents(model, unique, batch_size=config.batch_size)
-    query_vectors = encode_queries(model, [(q.task, q.query) for q in queries], batch_size=config.batch_size)
+    shown = progress_enabled()
+    doc_vectors = encode_documents(model, unique, batch_size=config.batch_size, show_progress_bar=shown)
+    query_vectors = encode_queries(
+        model, [(q.task, q.query) for q in queries], batch_size=config.batch_size, show_progress_bar=shown
+    )
     index = faiss.IndexFlatIP(doc_vectors.shape[1])
     index.add(doc_vectors)
     scores, neighbours = index.search(query_vectors, top_n)
