@@ -25,7 +25,6 @@ import numpy as np
 
 from gecko_distill.encoding import encode_documents, encode_queries, load_model
 from gecko_distill.paths import default_embedder_path
-from gecko_distill.synth import format_instruct_query
 
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 KEY = "{name}'s pass key is {passkey}. Remember it. {passkey} is the pass key of {name}."
@@ -96,12 +95,10 @@ def _cut(tokenizer, words: list[str], length: int) -> str:
 
 def accuracy(model, docs: list[Document], fmt: str, batch_size: int) -> float:
     queries = [QUERY.format(name=d.name) for d in docs]
-    if fmt == "gecko":
-        q = encode_queries(model, queries, task=TASK, batch_size=batch_size)
-        d = encode_documents(model, [doc.text for doc in docs], batch_size=batch_size)
+    if fmt in ("gecko", "e5"):
+        q = encode_queries(model, queries, task=TASK, query_format=fmt, batch_size=batch_size)
+        d = encode_documents(model, [doc.text for doc in docs], query_format=fmt, batch_size=batch_size)
     else:
-        if fmt == "e5":
-            queries = [format_instruct_query(TASK, query) for query in queries]
         q = model.encode(queries, batch_size=batch_size, normalize_embeddings=True)
         d = model.encode([doc.text for doc in docs], batch_size=batch_size, normalize_embeddings=True)
     top1 = np.asarray(q @ np.asarray(d).T).argmax(axis=1)

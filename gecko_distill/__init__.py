@@ -1,9 +1,11 @@
 """gecko_distill: distil a large language model into a small, fast text embedder.
 
-The FRet pipeline of Google's Gecko paper, one plain function per stage::
+The FRet pipeline of Google's Gecko paper, one plain function per stage, and E5-mistral's
+corpus-free synthetic data::
 
-    from gecko_distill import build_fret
+    from gecko_distill import build_fret, generate_triplets
     examples = build_fret("corpus.jsonl", output_dir="fret/")   # generate → retrieve → relabel
+    synthetic = generate_triplets(llm, output_dir="synth/")     # brainstorm → triplets
 """
 
 from ._version import __version__
@@ -12,13 +14,14 @@ from .corpus import load_passages
 from .encoding import encode_documents, encode_queries
 from .evaluate import EvalConfig, RetrievalReport, evaluate, plot_reports
 from .errors import GeckoDistillError, InputError, MissingDependencyError, StaleOutputError
-from .formatting import format_document, format_query
+from .formatting import QueryFormat, format_document, format_query
 from .generate import generate
 from .llm import LLM, CachedLLM, get_llm
 from .pipeline import FRetDataset, build_fret
 from .records import Candidate, FRetExample, GeneratedQuery, Passage, RankedCandidates, Skip
 from .relabel import relabel
 from .retrieve import retrieve
+from .synth import SynthConfig, generate_triplets
 from .train import TrainConfig, train
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "generate",
     "retrieve",
     "relabel",
+    "generate_triplets",
     "train",
     "evaluate",
     "plot_reports",
@@ -42,6 +46,7 @@ __all__ = [
     "GenerateConfig",
     "RetrieveConfig",
     "RelabelConfig",
+    "SynthConfig",
     "TrainConfig",
     "EvalConfig",
     # records
@@ -58,6 +63,7 @@ __all__ = [
     # formatting
     "format_query",
     "format_document",
+    "QueryFormat",
     # errors
     "GeckoDistillError",
     "InputError",

@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         >>> args.categories, args.tasks_per_category
         (['sts', 'classification'], 8)
     """
+    from .formatting import QUERY_FORMATS
     from .synth_prompts import CATEGORIES
 
     p = subparsers.add_parser(
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--languages", nargs="+", default=None, help="languages to draw from (default: English)")
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--max-new-tokens", type=int, default=768, help="token budget of one example")
-    p.add_argument("--query-format", choices=["e5", "gecko"], default="e5",
+    p.add_argument("--query-format", choices=QUERY_FORMATS, default="e5",
                    help="e5: 'Instruct: {task}\\nQuery: {query}'; gecko: 'task: {task} | query: {query}'")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="rebuild stages whose saved output has another config")

@@ -10,6 +10,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from .formatting import QUERY_FORMATS
+
 __all__ = ["register"]
 
 logger = logging.getLogger(__name__)
@@ -18,19 +20,23 @@ _DEFAULT_MODEL = "default"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train``, ``eval`` and ``plot`` to the ``gecko-distill`` parser."""
-    _train_parser(subparsers)
-    _eval_parser(subparsers)
-    _plot_parser(subparsers)
+    """Add ``train``, ``eval`` and ``plot`` to the ``gecko-distill`` parser.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="gecko-distill")
+        >>> register(parser.add_subparsers(dest="command"))
+        >>> args = parser.parse_args(["train", "runs/synth", "--out", "runs/model", "--query-format", "e5"])
+        >>> args.query_format, args.func.__name__
+        ('e5', '_run_train')
+    """
+    for name, add_arguments, run, summary, description in _COMMANDS:
+        p = subparsers.add_parser(name, help=summary, description=description)
+        add_arguments(p)
+        p.set_defaults(func=run)
 
 
-def _train_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "train",
-        help="fine-tune an embedder on an FRet folder (Matryoshka + in-batch/hard/same-tower negatives)",
-        description="Train a sentence-transformers embedder on FRET_DIR (written by build-fret) and save it to --out.",
-    )
-    p.add_argument("fret_dir", help="FRet folder (fret.jsonl + manifest.json)")
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("fret_dir", help="FRet folder (fret.jsonl + manifest.json), from build-fret or synth")
     p.add_argument("--out", required=True, help="output model folder")
     p.add_argument("--base-model", default=None, help="model folder to start from (default: all-MiniLM-L6-v2)")
     p.add_argument("--epochs", type=float, default=1.0)
@@ -44,35 +50,30 @@ def _train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--validate-on", metavar="BEIR_DIR", default=None, help="validate on this BEIR folder during training")
     p.add_argument("--eval-steps", type=int, default=None, help="validate every N steps (default: each epoch)")
+    p.add_argument("--query-format", choices=QUERY_FORMATS, default=None,
+                   help="input format: gecko 'task: … | query: …' / 'title: … | text: …', or e5 'Instruct: …\\nQuery: …' / "
+                   "the text (default: the folder's manifest, else gecko)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
-    p.set_defaults(func=_run_train)
 
 
-def _eval_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "eval",
-        help="nDCG@10, MRR@10, Recall@10/100 of a model on a BEIR folder, at each Matryoshka dim",
-        description="Evaluate MODEL (a model folder, or 'default' for all-MiniLM-L6-v2) on BEIR_DIR.",
-    )
+def _eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model folder, or 'default'")
     p.add_argument("beir_dir", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
     p.add_argument("--dims", type=int, nargs="+", default=None, help="dims to score (default: full, 256, 128, 64)")
-    p.add_argument("--format", dest="input_format", choices=["gecko", "plain"], default="gecko",
-                   help="gecko: 'task: … | query: …' / 'title: … | text: …'; plain: raw query, title + text")
-    p.add_argument("--task", default=None, help="task description of gecko-format queries")
+    p.add_argument("--format", dest="input_format", choices=[*QUERY_FORMATS, "plain"], default="gecko",
+                   help="gecko: 'task: … | query: …' / 'title: … | text: …'; e5: 'Instruct: …\\nQuery: …' / "
+                   "title + text; plain: raw query, title + text")
+    p.add_argument("--task", default=None, help="task description of gecko- and e5-format queries")
     p.add_argument("--split", default="test")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--label", default=None, help="model name in the report (default: the folder)")
     p.add_argument("--out", default=None, help="write the report JSON here")
     p.add_argument("--plot", default=None, help="write a PNG of quality vs dim here")
-    p.set_defaults(func=_run_eval)
 
 
-def _plot_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("plot", help="plot quality vs dim of several eval reports on the same axes")
+def _plot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("reports", nargs="+", help="report JSON files written by eval --out")
     p.add_argument("--out", required=True, help="PNG path")
-    p.set_defaults(func=_run_plot)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -91,6 +92,7 @@ def _run_train(args: argparse.Namespace) -> int:
         max_seq_length=args.max_seq_length,
         seed=args.seed,
         eval_steps=args.eval_steps,
+        query_format=args.query_format,
     )
     evaluator = beir_evaluator(args.validate_on, name=Path(args.validate_on).name) if args.validate_on else None
     path = train(
@@ -150,3 +152,23 @@ def _config(cls, **values):
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InputError(f"invalid option: {problems}") from None
+
+
+#: name, arguments, run, help, description of each subcommand.
+_COMMANDS = (
+    (
+        "train",
+        _train_arguments,
+        _run_train,
+        "fine-tune an embedder on an FRet folder (Matryoshka + in-batch/hard/same-tower negatives)",
+        "Train a sentence-transformers embedder on FRET_DIR (written by build-fret or synth) and save it to --out.",
+    ),
+    (
+        "eval",
+        _eval_arguments,
+        _run_eval,
+        "nDCG@10, MRR@10, Recall@10/100 of a model on a BEIR folder, at each Matryoshka dim",
+        "Evaluate MODEL (a model folder, or 'default' for all-MiniLM-L6-v2) on BEIR_DIR.",
+    ),
+    ("plot", _plot_arguments, _run_plot, "plot quality vs dim of several eval reports on the same axes", None),
+)

@@ -3,6 +3,8 @@
 Training (:func:`gecko_distill.train.train`), evaluation and these helpers all build the model
 input with :func:`~gecko_distill.formatting.format_query` and
 :func:`~gecko_distill.formatting.format_document`, so query-time input matches training input.
+Pass the ``query_format`` the model was trained with (``"gecko"`` or ``"e5"``; its
+``gecko_distill.json`` records it) to the query side and the document side alike.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import Any, Union
 
 import numpy as np
 
+from . import formatting
 from ._lazy import require
 from .errors import InputError
-from . import formatting
+from .formatting import QueryFormat
 from .paths import default_embedder_path
 from .records import Passage
 
@@ -104,58 +107,83 @@ def check_dims(dims: Sequence[int], full_dim: int, what: str = "dims") -> tuple[
     return tuple(sorted((int(d) for d in dims), reverse=True))
 
 
-def format_queries(queries: Sequence[QueryInput], task: str | None = None) -> list[str]:
+def format_queries(
+    queries: Sequence[QueryInput], task: str | None = None, query_format: QueryFormat = "gecko"
+) -> list[str]:
     """Model input text of queries: ``(task, query)`` pairs, or strings that share ``task``.
 
+    Args:
+        queries: ``(task, query)`` pairs, or strings that all share ``task``.
+        task: The task description for string queries.
+        query_format: ``"gecko"`` or ``"e5"`` (see :func:`~gecko_distill.formatting.format_query`).
+
     Raises:
-        InputError: A plain string query is given without ``task``.
+        InputError: A plain string query is given without ``task``, or an unknown format.
 
     Example:
         >>> format_queries(["list files"], task="find the command")
         ['task: find the command | query: list files']
-        >>> format_queries([("find the command", "copy files")])
-        ['task: find the command | query: copy files']
+        >>> format_queries([("find the command", "copy files")], query_format="e5")
+        ['Instruct: find the command\\nQuery: copy files']
     """
     texts = []
     for i, item in enumerate(queries):
         if isinstance(item, str):
             if task is None:
                 raise InputError(f"query {i} is a plain string: pass task=... or give (task, query) pairs")
-            texts.append(formatting.format_query(task, item))
+            item_task, query = task, item
         else:
             item_task, query = item
-            texts.append(formatting.format_query(item_task, query))
+        texts.append(formatting.format_query(item_task, query, query_format))
     return texts
 
 
-def format_documents(documents: Sequence[DocumentInput]) -> list[str]:
+def format_documents(documents: Sequence[DocumentInput], query_format: QueryFormat = "gecko") -> list[str]:
     """Model input text of documents: strings, :class:`Passage` records, or dicts with ``text``
     and optional ``title``.
+
+    Args:
+        documents: The documents.
+        query_format: The input format of the model (the document side of it): ``"gecko"``
+            or ``"e5"`` (see :func:`~gecko_distill.formatting.format_document`).
 
     Example:
         >>> format_documents(["Copy files.", {"title": "ls", "text": "List files."}])
         ['title: none | text: Copy files.', 'title: ls | text: List files.']
+        >>> format_documents(["Copy files.", {"title": "ls", "text": "List files."}], query_format="e5")
+        ['Copy files.', 'ls List files.']
     """
     texts = []
     for i, doc in enumerate(documents):
         if isinstance(doc, str):
-            texts.append(formatting.format_document(doc))
+            text, title = doc, ""
         elif isinstance(doc, Passage):
-            texts.append(formatting.format_document(doc.text, doc.title))
+            text, title = doc.text, doc.title
         elif isinstance(doc, Mapping) and isinstance(doc.get("text"), str):
-            texts.append(formatting.format_document(doc["text"], doc.get("title") or ""))
+            text, title = doc["text"], doc.get("title") or ""
         else:
             raise InputError(f"document {i}: expected a string, a Passage or a dict with 'text', got {type(doc).__name__}")
+        texts.append(formatting.format_document(text, title, query_format))
     return texts
 
 
-def encode_queries(model: Any, queries: Sequence[QueryInput], *, task: str | None = None, **encode_kwargs: Any) -> np.ndarray:
-    """Embed queries in the Gecko format ``task: {task} | query: {query}``.
+def encode_queries(
+    model: Any,
+    queries: Sequence[QueryInput],
+    *,
+    task: str | None = None,
+    query_format: QueryFormat = "gecko",
+    **encode_kwargs: Any,
+) -> np.ndarray:
+    """Embed queries in the model's input format (Gecko's ``task: {task} | query: {query}`` by
+    default).
 
     Args:
         model: A ``SentenceTransformer`` (or a folder to load one from).
         queries: ``(task, query)`` pairs, or strings that all share ``task``.
         task: The task description for string queries.
+        query_format: ``"gecko"``, or ``"e5"`` (``Instruct: {task}\\nQuery: {query}``) for a
+            model trained with ``TrainConfig(query_format="e5")``.
         **encode_kwargs: Passed to ``SentenceTransformer.encode`` (e.g. ``batch_size``,
             ``truncate_dim``); embeddings are L2-normalised unless
             ``normalize_embeddings=False`` is passed.
@@ -171,16 +199,21 @@ def encode_queries(model: Any, queries: Sequence[QueryInput], *, task: str | Non
         >>> q.shape, float(q[0] @ d[0]) > 0.3
         ((1, 128), True)
     """
-    return _encode(load_model(model), format_queries(queries, task), encode_kwargs)
+    return _encode(load_model(model), format_queries(queries, task, query_format), encode_kwargs)
 
 
-def encode_documents(model: Any, documents: Sequence[DocumentInput], **encode_kwargs: Any) -> np.ndarray:
-    """Embed documents in the Gecko format ``title: {title} | text: {text}``.
+def encode_documents(
+    model: Any, documents: Sequence[DocumentInput], *, query_format: QueryFormat = "gecko", **encode_kwargs: Any
+) -> np.ndarray:
+    """Embed documents in the model's input format (Gecko's ``title: {title} | text: {text}``
+    by default).
 
     Args:
         model: A ``SentenceTransformer`` (or a folder to load one from).
         documents: Strings, :class:`Passage` records, or dicts with ``text`` and optional
             ``title``.
+        query_format: The input format the model was trained with, as for
+            :func:`encode_queries`; ``"e5"`` documents carry no prefix.
         **encode_kwargs: As for :func:`encode_queries`.
 
     Returns:
@@ -190,7 +223,7 @@ def encode_documents(model: Any, documents: Sequence[DocumentInput], **encode_kw
         >>> encode_documents(load_model(), ["Copy files and directories."]).shape
         (1, 384)
     """
-    return _encode(load_model(model), format_documents(documents), encode_kwargs)
+    return _encode(load_model(model), format_documents(documents, query_format), encode_kwargs)
 
 
 def _encode(model: Any, texts: list[str], encode_kwargs: dict[str, Any]) -> np.ndarray:

@@ -23,8 +23,8 @@ from ._io import _json_lines
 from ._lazy import require
 from ._version import __version__
 from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, load_model
-from .errors import InputError
 from . import formatting
+from .errors import InputError
 
 __all__ = [
     "EvalConfig",
@@ -41,7 +41,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Task description given to queries in the ``"gecko"`` input format.
+#: Task description given to queries in the ``"gecko"`` and ``"e5"`` input formats.
 DEFAULT_TASK = "Given a query, retrieve passages that answer it"
 
 _METRICS = ("ndcg_at_10", "mrr_at_10", "recall_at_10", "recall_at_100")
@@ -53,16 +53,19 @@ class EvalConfig(BaseModel):
 
     Attributes:
         input_format: ``"gecko"`` embeds ``task: {task} | query: {query}`` and
-            ``title: {title} | text: {text}`` (as trained); ``"plain"`` embeds the raw query
-            and ``title + " " + text`` (the usual BEIR baseline).
-        task: The task description of ``"gecko"`` queries.
+            ``title: {title} | text: {text}`` (as trained by default); ``"e5"`` embeds
+            ``Instruct: {task}\\nQuery: {query}`` and ``title + " " + text`` (as trained with
+            ``TrainConfig(query_format="e5")``); ``"plain"`` embeds the raw query and
+            ``title + " " + text`` (the usual BEIR baseline). ``"gecko"`` and ``"e5"`` go
+            through :mod:`gecko_distill.formatting`, as training does.
+        task: The task description of ``"gecko"`` and ``"e5"`` queries.
         split: Which ``qrels/{split}.tsv`` to read.
         batch_size: Encoding batch size.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input_format: Literal["gecko", "plain"] = "gecko"
+    input_format: Literal["gecko", "e5", "plain"] = "gecko"
     task: str = Field(default=DEFAULT_TASK, min_length=1)
     split: str = Field(default="test", min_length=1)
     batch_size: int = Field(default=32, ge=1)
@@ -209,13 +212,13 @@ def _read_qrels(path: Path, queries: dict[str, str], corpus: dict[str, Any], que
 def _query_texts(data: BeirData, config: EvalConfig) -> list[str]:
     if config.input_format == "plain":
         return list(data.queries.values())
-    return [formatting.format_query(config.task, text) for text in data.queries.values()]
+    return [formatting.format_query(config.task, text, config.input_format) for text in data.queries.values()]
 
 
 def _document_texts(data: BeirData, config: EvalConfig) -> list[str]:
     if config.input_format == "plain":
         return [f"{title} {text}".strip() for title, text in data.corpus.values()]
-    return [formatting.format_document(text, title) for title, text in data.corpus.values()]
+    return [formatting.format_document(text, title, config.input_format) for title, text in data.corpus.values()]
 
 
 def beir_evaluator(

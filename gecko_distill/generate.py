@@ -19,7 +19,8 @@ import time
 from collections.abc import Sequence
 
 
-from ._io import StageCheckpoint, StageResult, progress
+from ._io import StageCheckpoint, StageResult
+from ._resample import Resampling, generate_with_resampling
 from ._usage import LLMUsage
 from .config import GenerateConfig
 from .llm.base import LLM, GenerationRequest
@@ -69,14 +70,8 @@ def generate(
     usage = LLMUsage()
     retried = 0
     if not checkpoint.complete:
-        done = checkpoint.done_ids
-        todo = [(p, k) for p in passages for k in range(config.queries_per_passage) if _query_id(p, k) not in done]
-        seen = {(q.passage_id, _normalise(q.query)) for q in checkpoint.records}
-        with progress(total=len(todo), desc="generate", unit="query") as bar:
-            for start in range(0, len(todo), _BATCH):
-                batch = todo[start : start + _BATCH]
-                retried += _generate_batch(batch, llm, config, checkpoint, seen, usage)
-                bar.update(len(batch))
+        items = {_query_id(p, k): (p, k) for p in passages for k in range(config.queries_per_passage)}
+        retried = generate_with_resampling(llm, items, _resampling(config), checkpoint, usage)
     stats = {
         "passages": len(passages),
         "queries": len(checkpoint.records),
@@ -89,43 +84,25 @@ def generate(
     return checkpoint.finish(order, stats, config)
 
 
-def _generate_batch(
-    batch: list[tuple[Passage, int]],
-    llm: LLM,
-    config: GenerateConfig,
-    checkpoint: StageCheckpoint[GeneratedQuery],
-    seen: set[tuple[str, str]],
-    usage: LLMUsage,
-) -> int:
-    """Generate for one batch, re-sampling degenerate outputs; returns the number of re-samples."""
-    pending = {_query_id(p, k): (p, k, "") for p, k in batch}
-    resampled = 0
-    for attempt in range(config.max_attempts):
-        if not pending:
-            break
-        resampled += len(pending) if attempt else 0
-        items = list(pending.values())
-        results = llm.generate([_request(p, k, attempt, config) for p, k, _ in items])
-        usage.add(results)
-        for (passage, k, _), result in zip(items, results):
-            qid = _query_id(passage, k)
-            if result.error is not None:
-                pending[qid] = (passage, k, f"llm_error\t{result.error}")
-                continue
-            parsed, reason = parse_generation(result.text, passage.text, config)
-            if parsed is not None and (passage.id, _normalise(parsed[1])) in seen:
-                parsed, reason = None, "duplicate_query"
-            if parsed is None:
-                pending[qid] = (passage, k, f"{reason}\t{result.text}")
-                continue
-            task, query = parsed
-            seen.add((passage.id, _normalise(query)))
-            checkpoint.add(GeneratedQuery(id=qid, passage_id=passage.id, task=task, query=query, sample_index=k))
-            del pending[qid]
-    for qid, (_, _, last) in pending.items():
-        reason, _, detail = last.partition("\t")
-        checkpoint.skip(qid, reason, detail)
-    return resampled
+def _resampling(config: GenerateConfig) -> Resampling[tuple[Passage, int], GeneratedQuery]:
+    """Degenerate outputs and a query already written for the passage are re-sampled."""
+
+    def parse(qid: str, item: tuple[Passage, int], text: str) -> tuple[GeneratedQuery | None, str]:
+        passage, k = item
+        parsed, reason = parse_generation(text, passage.text, config)
+        if parsed is None:
+            return None, reason
+        return GeneratedQuery(id=qid, passage_id=passage.id, task=parsed[0], query=parsed[1], sample_index=k), ""
+
+    return Resampling(
+        request=lambda item, attempt: _request(*item, attempt, config),
+        parse=parse,
+        key=lambda q: (q.passage_id, _normalise(q.query)),
+        max_attempts=config.max_attempts,
+        duplicate="duplicate_query",
+        unit="query",
+        batch_size=_BATCH,
+    )
 
 
 def _request(passage: Passage, k: int, attempt: int, config: GenerateConfig) -> GenerationRequest:

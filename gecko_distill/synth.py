@@ -31,23 +31,24 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import formatting
-from ._io import StageCheckpoint, StageResult, fingerprint, progress
+from ._io import StageCheckpoint, StageResult, fingerprint, progress, write_jsonl
 from ._json_output import JSONOutputError, extract_json
+from ._resample import Resampling, generate_with_resampling
 from ._usage import LLMUsage
 from ._version import __version__
 from .errors import GeckoDistillError
+from .formatting import QueryFormat
 from .llm.base import LLM, Generation, GenerationRequest
 from .llm.cache import CachedLLM
 from .records import FRetExample, Passage, Record
@@ -71,16 +72,11 @@ __all__ = [
     "write_triplets",
     "parse_tasks",
     "parse_triplet",
-    "format_instruct_query",
-    "format_synth_query",
     "is_synthetic",
     "labelled_rows",
-    "QUERY_FORMATS",
 ]
 
 logger = logging.getLogger(__name__)
-
-QueryFormat = Literal["e5", "gecko"]
 
 #: Default categories: all but ``bitext``, which needs at least two ``languages``.
 DEFAULT_CATEGORIES: tuple[str, ...] = tuple(c for c in CATEGORIES if c != "bitext")
@@ -113,9 +109,11 @@ class SynthConfig(BaseModel):
         few_shot: Show a worked answer in every prompt and start the answer (``["`` or
             ``{"user_query": "``); small models need both. An answer that repeats the start
             is parsed as it is.
-        query_format: How queries are embedded: ``"e5"`` is ``Instruct: {task}\\nQuery: {query}``
-            (the paper's), ``"gecko"`` is ``task: {task} | query: {query}``. Recorded in the
-            manifest; see :func:`format_synth_query`.
+        query_format: How the examples are embedded (see :mod:`gecko_distill.formatting`):
+            ``"e5"``, the paper's, is ``Instruct: {task}\\nQuery: {query}`` with documents as
+            they are; ``"gecko"`` is ``task: {task} | query: {query}`` and
+            ``title: none | text: {text}``. Recorded in the manifest, where
+            :func:`gecko_distill.train.train` reads it when its config leaves it unset.
         seed: Seeds the placeholders.
     """
 
@@ -180,32 +178,6 @@ class SynthTask(Record):
     category: Category
     task: str = Field(min_length=1)
     call_id: str
-
-
-# -- query formats -------------------------------------------------------------------------
-def format_instruct_query(task: str, query: str) -> str:
-    """E5-mistral's query format.
-
-    Example:
-        >>> print(format_instruct_query("Retrieve parallel sentences.", "Le chat dort."))
-        Instruct: Retrieve parallel sentences.
-        Query: Le chat dort.
-    """
-    return f"Instruct: {task.strip()}\nQuery: {query.strip()}"
-
-
-#: Query formatting functions by :attr:`SynthConfig.query_format`.
-QUERY_FORMATS: dict[str, Callable[[str, str], str]] = {"e5": format_instruct_query, "gecko": formatting.format_query}
-
-
-def format_synth_query(task: str, query: str, query_format: QueryFormat = "e5") -> str:
-    """Model input text of a query in the chosen format.
-
-    Example:
-        >>> format_synth_query("find the command", "list files", "gecko")
-        'task: find the command | query: list files'
-    """
-    return QUERY_FORMATS[query_format](task, query)
 
 
 def is_synthetic(example: FRetExample) -> bool:
@@ -285,7 +257,7 @@ def generate_triplets(
         >>> example = result.records[0]
         >>> example.query, example.positive.text, result.stats["examples"]
         ('fix squeaky door', 'Oil the hinge pin.', 1)
-        >>> format_synth_query(example.task, example.query)
+        >>> formatting.format_query(example.task, example.query, query_format=config.query_format)
         'Instruct: Given a home-repair question, retrieve guides.\\nQuery: fix squeaky door'
     """
     config = config or SynthConfig()
@@ -369,11 +341,7 @@ class LazyLLM:
 
 
 def _write_outputs(out: Path, examples: list[FRetExample], stats: dict, config: SynthConfig, teacher: str, fp: str) -> None:
-    tmp = out / "fret.jsonl.tmp"
-    with tmp.open("w", encoding="utf-8") as f:
-        for example in examples:
-            f.write(example.model_dump_json() + "\n")
-    os.replace(tmp, out / "fret.jsonl")
+    write_jsonl(out / "fret.jsonl", examples)
     manifest = {
         "mode": "e5-synthetic",
         "library_version": __version__,
@@ -382,7 +350,8 @@ def _write_outputs(out: Path, examples: list[FRetExample], stats: dict, config: 
         "config_hash": fingerprint(config),
         "fingerprint": fp,
         "query_format": config.query_format,
-        "query_template": format_synth_query("{task}", "{query}", config.query_format),
+        "query_template": formatting.format_query("{task}", "{query}", query_format=config.query_format),
+        "document_template": formatting.format_document("{text}", document_format=config.query_format),
         "counts": {"tasks": stats["tasks"], "examples": len(examples)},
         "stats": stats,
     }
@@ -548,16 +517,9 @@ def write_triplets(
     started = time.perf_counter()
     usage = LLMUsage()
     resampled = 0
-    items = [(t, j) for t in tasks for j in range(config.triplets_per_task)]
+    items = {_example_id(t, j): (t, j) for t in tasks for j in range(config.triplets_per_task)}
     if not checkpoint.complete:
-        done = checkpoint.done_ids
-        todo = [(t, j) for t, j in items if _example_id(t, j) not in done]
-        seen = {_normalise(e.query) for e in checkpoint.records}
-        with progress(total=len(todo), desc="triplets", unit="example") as bar:
-            for start in range(0, len(todo), _BATCH):
-                batch = todo[start : start + _BATCH]
-                resampled += _triplet_batch(batch, llm, config, checkpoint, seen, usage)
-                bar.update(len(batch))
+        resampled = generate_with_resampling(llm, items, _resampling(config), checkpoint, usage)
     by_category = Counter(e.seed_passage_id.removeprefix("synth:") for e in checkpoint.records)
     stats = {
         "tasks": len(tasks),
@@ -567,50 +529,30 @@ def write_triplets(
         **usage.as_dict(),
         "wall_time_s": time.perf_counter() - started,
     }
-    return checkpoint.finish([_example_id(t, j) for t, j in items], stats, config)
+    return checkpoint.finish(list(items), stats, config)
 
 
 def _example_id(task: SynthTask, index: int) -> str:
     return f"synth:{task.id}#{index}"
 
 
-def _triplet_batch(
-    batch: list[tuple[SynthTask, int]],
-    llm: LLM,
-    config: SynthConfig,
-    checkpoint: StageCheckpoint[FRetExample],
-    seen: set[str],
-    usage: LLMUsage,
-) -> int:
-    """Write one batch, re-sampling unusable answers; returns the number of re-samples."""
-    pending = {_example_id(t, j): (t, j, "") for t, j in batch}
-    resampled = 0
-    for attempt in range(config.max_attempts):
-        if not pending:
-            break
-        resampled += len(pending) if attempt else 0
-        items = list(pending.values())
-        results = llm.generate([_triplet_request(t, j, attempt, config) for t, j, _ in items])
-        usage.add(results)
-        for (task, j, _), result in zip(items, results):
-            example_id = _example_id(task, j)
-            if result.error is not None:
-                pending[example_id] = (task, j, f"llm_error\t{result.error}")
-                continue
-            prefix = answer_prefix(task.category) if config.few_shot else ""
-            texts, reason = _parse_primed(parse_triplet, result.text, task.category, prefix)
-            if texts is not None and _normalise(texts[0]) in seen:
-                texts, reason = None, "duplicate"
-            if texts is None:
-                pending[example_id] = (task, j, f"{reason}\t{result.text}")
-                continue
-            seen.add(_normalise(texts[0]))
-            checkpoint.add(_example(example_id, task, texts))
-            del pending[example_id]
-    for example_id, (_, _, last) in pending.items():
-        reason, _, detail = last.partition("\t")
-        checkpoint.skip(example_id, reason, detail)
-    return resampled
+def _resampling(config: SynthConfig) -> Resampling[tuple[SynthTask, int], FRetExample]:
+    """Unusable answers and a query already written are re-sampled."""
+
+    def parse(example_id: str, item: tuple[SynthTask, int], text: str) -> tuple[FRetExample | None, str]:
+        task = item[0]
+        prefix = answer_prefix(task.category) if config.few_shot else ""
+        texts, reason = _parse_primed(parse_triplet, text, task.category, prefix)
+        return (_example(example_id, task, texts), "") if texts is not None else (None, reason)
+
+    return Resampling(
+        request=lambda item, attempt: _triplet_request(*item, attempt, config),
+        parse=parse,
+        key=lambda e: _normalise(e.query),
+        max_attempts=config.max_attempts,
+        unit="example",
+        batch_size=_BATCH,
+    )
 
 
 def _triplet_request(task: SynthTask, index: int, attempt: int, config: SynthConfig) -> GenerationRequest:

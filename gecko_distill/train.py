@@ -1,8 +1,9 @@
 """Train a small embedder on FRet (and, optionally, other labelled data) with sentence-transformers.
 
 Nothing here is a training loop or a loss of our own: :func:`train` maps records to
-``anchor``/``positive``/``negative`` columns, formatted by :mod:`gecko_distill.formatting`
-(the same functions used at query time, see :mod:`gecko_distill.encoding`), and hands them to
+``anchor``/``positive``/``negative`` columns, formatted by :mod:`gecko_distill.formatting` in
+``TrainConfig.query_format`` (the same functions and format used at query time, see
+:mod:`gecko_distill.encoding`), and hands them to
 ``SentenceTransformerTrainer`` with
 
 ``MatryoshkaLoss(model, MultipleNegativesRankingLoss(model, directions=...), dims)``
@@ -33,6 +34,7 @@ from ._lazy import require
 from ._version import __version__
 from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, format_documents, format_queries, load_model
 from .errors import InputError
+from .formatting import QUERY_FORMATS, QueryFormat
 from .records import FRetExample
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "labelled_dataset",
     "mix_datasets",
     "build_loss",
+    "resolve_query_format",
     "PROVENANCE_FILE",
 ]
 
@@ -86,6 +89,13 @@ class TrainConfig(BaseModel):
             Each batch comes from one set (proportional sampling), Gecko-style.
         eval_steps: With an evaluator, validate every this many steps; ``None``: each epoch.
         logging_steps: Log the training loss every this many steps.
+        query_format: Input format of every training set: ``"gecko"``
+            (``task: {task} | query: {query}``, ``title: {title} | text: {text}``) or ``"e5"``
+            (``Instruct: {task}\\nQuery: {query}``, documents without a prefix). ``None``:
+            the ``query_format`` of the data folder's ``manifest.json`` (``gecko-distill
+            synth`` writes one), else ``"gecko"``. Query with the same format
+            (``encode_queries(..., query_format=...)``); the model's ``gecko_distill.json``
+            records it.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -103,6 +113,7 @@ class TrainConfig(BaseModel):
     mix_ratios: dict[str, float] = Field(default_factory=dict)
     eval_steps: int | None = Field(default=None, ge=1)
     logging_steps: int = Field(default=10, ge=1)
+    query_format: QueryFormat | None = None
 
     @field_validator("mix_ratios")
     @classmethod
@@ -146,8 +157,12 @@ def load_fret(path: str | Path) -> tuple[list[FRetExample], dict[str, Any]]:
     return examples, manifest
 
 
-def fret_dataset(examples: Sequence[FRetExample]) -> Any:
+def fret_dataset(examples: Sequence[FRetExample], query_format: QueryFormat = "gecko") -> Any:
     """FRet examples as a ``datasets.Dataset`` with formatted ``anchor``/``positive``/``negative``.
+
+    Args:
+        examples: The examples.
+        query_format: The input format (see :class:`TrainConfig`).
 
     Example:
         >>> from gecko_distill.records import FRetExample, Passage
@@ -157,25 +172,27 @@ def fret_dataset(examples: Sequence[FRetExample]) -> Any:
         ...     positive_is_seed=True, positive_ranks={}, negative_ranks={})
         >>> fret_dataset([ex])[0]["anchor"]
         'task: find the command | query: list files'
+        >>> fret_dataset([ex], query_format="e5")[0]["negative"]
+        'cp Copy files.'
     """
     datasets = require("datasets", "gecko-distill[train]")
     if not examples:
         raise InputError("no FRet examples to train on")
     return datasets.Dataset.from_dict(
         {
-            "anchor": format_queries([(e.task, e.query) for e in examples]),
-            "positive": format_documents([e.positive for e in examples]),
-            "negative": format_documents([e.negative for e in examples]),
+            "anchor": format_queries([(e.task, e.query) for e in examples], query_format=query_format),
+            "positive": format_documents([e.positive for e in examples], query_format),
+            "negative": format_documents([e.negative for e in examples], query_format),
         }
     )
 
 
-def labelled_dataset(name: str, rows: ExtraData) -> Any:
+def labelled_dataset(name: str, rows: ExtraData, query_format: QueryFormat = "gecko") -> Any:
     """A labelled set (pairs or triplets) as a formatted ``datasets.Dataset``.
 
     Each row has ``task`` (the task description of its query), ``anchor`` (the query),
     ``positive`` and optionally ``negative``; a document is a string or a dict with ``text``
-    and optional ``title``.
+    and optional ``title``. They are formatted in ``query_format`` (see :class:`TrainConfig`).
 
     Raises:
         InputError: A row misses a column, or only some rows have a ``negative``.
@@ -197,11 +214,11 @@ def labelled_dataset(name: str, rows: ExtraData) -> Any:
         if ("negative" in row) != has_negative:
             raise InputError(f"extra dataset {name!r}, row {i}: either every row has a 'negative' or none does")
     columns = {
-        "anchor": format_queries([(row["task"], row["anchor"]) for row in rows]),
-        "positive": format_documents([row["positive"] for row in rows]),
+        "anchor": format_queries([(row["task"], row["anchor"]) for row in rows], query_format=query_format),
+        "positive": format_documents([row["positive"] for row in rows], query_format),
     }
     if has_negative:
-        columns["negative"] = format_documents([row["negative"] for row in rows])
+        columns["negative"] = format_documents([row["negative"] for row in rows], query_format)
     return datasets.Dataset.from_dict(columns)
 
 
@@ -227,11 +244,12 @@ def train(
     """Fine-tune an embedder on FRet with a Matryoshka contrastive loss and save it.
 
     Args:
-        examples: FRet examples, or an FRet folder written by ``build_fret``.
+        examples: FRet examples, or a folder written by ``build_fret`` or ``generate_triplets``.
         base_model: A ``SentenceTransformer`` or a model folder; ``None`` is the offline
             all-MiniLM-L6-v2.
         output_dir: Where the model is saved (a normal sentence-transformers folder).
-        config: Training settings; defaults to :class:`TrainConfig()`.
+        config: Training settings; defaults to :class:`TrainConfig()`. An unset
+            ``query_format`` is taken from the folder's manifest (else ``"gecko"``).
         extra_datasets: Other labelled sets by name (see :func:`labelled_dataset`), mixed with
             FRet at ``config.mix_ratios``.
         evaluator: A sentence-transformers evaluator run during training (e.g.
@@ -244,7 +262,8 @@ def train(
 
     Raises:
         InputError: Missing or empty FRet data, a bad extra dataset or mix ratio, a
-            Matryoshka dimension larger than the model's, or a non-empty ``output_dir``.
+            Matryoshka dimension larger than the model's, an unknown ``query_format`` in the
+            manifest, or a non-empty ``output_dir``.
 
     Example:
         >>> from gecko_distill.train import TrainConfig, train
@@ -254,17 +273,20 @@ def train(
         >>> SentenceTransformer(str(path), truncate_dim=128).get_embedding_dimension()  # doctest: +SKIP
         128
     """
-    config = config or TrainConfig()
     output_dir = Path(output_dir)
     _check_output(output_dir, overwrite)
     fret, manifest = load_fret(examples) if isinstance(examples, (str, Path)) else (list(examples), {})
+    config = resolve_query_format(config or TrainConfig(), manifest)
     model = load_model(base_model)
     if config.max_seq_length:
         model.max_seq_length = config.max_seq_length
     full_dim = embedding_dimension(model)
     dims = check_dims(config.matryoshka_dims or default_matryoshka_dims(full_dim), full_dim, "matryoshka_dims")
     sets = _training_sets(fret, extra_datasets or {}, config)
-    logger.info("train: %s, matryoshka dims %s", ", ".join(f"{k}={len(v)}" for k, v in sets.items()), list(dims))
+    logger.info(
+        "train: %s, matryoshka dims %s, %s input format",
+        ", ".join(f"{k}={len(v)}" for k, v in sets.items()), list(dims), config.query_format,
+    )
 
     _describe_card(model, sets, manifest, base_model)
     trainer = _trainer(model, sets, build_loss(model, config, dims), config, evaluator, output_dir)
@@ -281,12 +303,35 @@ def train(
     return output_dir
 
 
+def resolve_query_format(config: TrainConfig, manifest: Mapping[str, Any]) -> TrainConfig:
+    """``config`` with its input format set: its own, else the manifest's, else ``"gecko"``.
+
+    Raises:
+        InputError: The manifest names an unknown format.
+
+    Example:
+        >>> resolve_query_format(TrainConfig(), {"query_format": "e5"}).query_format
+        'e5'
+        >>> resolve_query_format(TrainConfig(query_format="gecko"), {"query_format": "e5"}).query_format
+        'gecko'
+        >>> resolve_query_format(TrainConfig(), {}).query_format
+        'gecko'
+    """
+    if config.query_format is not None:
+        return config
+    chosen = manifest.get("query_format", "gecko")
+    if chosen not in QUERY_FORMATS:
+        raise InputError(f"the data manifest names query_format {chosen!r}; expected one of {list(QUERY_FORMATS)}")
+    logger.info("train: %s input format (from %s)", chosen, "the manifest" if "query_format" in manifest else "the default")
+    return config.model_copy(update={"query_format": chosen})
+
+
 def _training_sets(fret: Sequence[FRetExample], extra: Mapping[str, ExtraData], config: TrainConfig) -> dict[str, Any]:
-    sets = {FRET: fret_dataset(fret)}
+    sets = {FRET: fret_dataset(fret, config.query_format)}
     for name, rows in extra.items():
         if name == FRET:
             raise InputError(f"extra dataset name {FRET!r} is reserved for the FRet examples")
-        sets[name] = labelled_dataset(name, rows)
+        sets[name] = labelled_dataset(name, rows, config.query_format)
     sets = mix_datasets(sets, config.mix_ratios, seed=config.seed)
     for name, dataset in sets.items():
         if len(dataset) < config.batch_size:
@@ -414,15 +459,17 @@ def _write_provenance(
         "train_config": config.model_dump(mode="json"),
         "matryoshka_dims": list(dims),
         "examples_per_epoch": sizes,
-        "query_format": formatting.format_query("{task}", "{query}"),
-        "document_format": formatting.format_document("{text}", "{title}"),
+        "query_format": config.query_format,
+        "query_template": formatting.format_query("{task}", "{query}", config.query_format),
+        "document_template": formatting.format_document("{text}", "{title}", config.query_format),
     }
     (output_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
     section = (
         "\n## gecko_distill provenance\n\n"
-        f"Distilled from {base} with gecko_distill on an LLM-labelled FRet set. Encode queries as "
-        f"`{provenance['query_format']}` and documents as `{provenance['document_format']}` "
-        "(`gecko_distill.encoding.encode_queries` / `encode_documents` do this); any of the Matryoshka "
+        f"Distilled from {base} with gecko_distill on LLM-labelled data. Encode queries as "
+        f"`{provenance['query_template']!r}` and documents as `{provenance['document_template']!r}` "
+        f"(`gecko_distill.encoding.encode_queries` / `encode_documents` with `query_format={config.query_format!r}` "
+        "do this); any of the Matryoshka "
         f"dimensions {list(dims)} can be used with `SentenceTransformer(path, truncate_dim=d)`.\n\n"
         "FRet manifest:\n\n```json\n" + json.dumps(manifest, indent=2, sort_keys=True) + "\n```\n\n"
         "Training config:\n\n```json\n" + json.dumps(provenance["train_config"], indent=2, sort_keys=True) + "\n```\n"

@@ -102,7 +102,7 @@ def beir(tmp_path: Path) -> Path:
     return write_beir(tmp_path / "toy", corpus, queries, QRELS)
 
 
-@pytest.mark.parametrize("input_format", ["plain", "gecko"])
+@pytest.mark.parametrize("input_format", ["plain", "gecko", "e5"])
 def test_metrics_match_hand_computed_values(beir: Path, input_format: str) -> None:
     report = evaluate(TokenEncoder(), beir, dims=[2, 4], config=EvalConfig(input_format=input_format))
     assert [row.dim for row in report.scores] == [4, 2]
@@ -114,11 +114,15 @@ def test_metrics_match_hand_computed_values(beir: Path, input_format: str) -> No
 
 
 def test_input_formats_go_through_formatting(beir: Path) -> None:
-    gecko, plain = TokenEncoder(), TokenEncoder()
+    gecko, e5, plain = TokenEncoder(), TokenEncoder(), TokenEncoder()
     evaluate(gecko, beir, dims=[4], config=EvalConfig(input_format="gecko", task="find the doc"))
+    evaluate(e5, beir, dims=[4], config=EvalConfig(input_format="e5", task="find the doc"))
     evaluate(plain, beir, dims=[4], config=EvalConfig(input_format="plain"))
     assert format_query("find the doc", "question q1") in gecko.seen
     assert format_document("text of document d1", "title d1") in gecko.seen
+    assert format_query("find the doc", "question q1", query_format="e5") in e5.seen
+    assert "Instruct: find the doc\nQuery: question q1" in e5.seen
+    assert format_document("text of document d1", "title d1", document_format="e5") in e5.seen
     assert "question q1" in plain.seen and "title d1 text of document d1" in plain.seen
     assert "question q4" not in plain.seen  # not in qrels
 
@@ -126,11 +130,13 @@ def test_input_formats_go_through_formatting(beir: Path) -> None:
 def test_formatting_module_is_the_one_used(beir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gecko_distill.formatting as formatting
 
-    monkeypatch.setattr(formatting, "format_query", lambda task, query: f"<Q {query}>")
-    monkeypatch.setattr(formatting, "format_document", lambda text, title="": f"<D {text}>")
+    monkeypatch.setattr(formatting, "format_query", lambda task, query, fmt: f"<Q {query} {fmt}>")
+    monkeypatch.setattr(formatting, "format_document", lambda text, title, fmt: f"<D {text} {fmt}>")
     encoder = TokenEncoder()
     evaluate(encoder, beir, dims=[4])
-    assert "<Q question q2>" in encoder.seen and "<D text of document d5>" in encoder.seen
+    assert "<Q question q2 gecko>" in encoder.seen and "<D text of document d5 gecko>" in encoder.seen
+    evaluate(encoder, beir, dims=[4], config=EvalConfig(input_format="e5"))
+    assert "<Q question q2 e5>" in encoder.seen and "<D text of document d5 e5>" in encoder.seen
 
 
 def test_report_round_trips_and_plots(beir: Path, tmp_path: Path) -> None:

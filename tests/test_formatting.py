@@ -14,6 +14,23 @@ def test_query_format_strips_and_joins() -> None:
     assert format_query("  find the command ", " list files\n") == "task: find the command | query: list files"
 
 
+def test_e5_query_format() -> None:
+    assert format_query(" Retrieve answers. ", " who\n", query_format="e5") == "Instruct: Retrieve answers.\nQuery: who"
+    assert format_query("t", "q", "gecko") == format_query("t", "q")
+
+
+def test_e5_documents_have_no_prefix() -> None:
+    assert format_document(" List directory contents. ", document_format="e5") == "List directory contents."
+    assert format_document("List directory contents.", " ls ", "e5") == "ls List directory contents."
+
+
+def test_unknown_format_is_an_input_error() -> None:
+    with pytest.raises(InputError, match=r"unknown input format 'plain'; choose from \['gecko', 'e5'\]"):
+        format_query("t", "q", query_format="plain")
+    with pytest.raises(InputError, match="unknown input format 'E5'"):
+        format_document("text", document_format="E5")
+
+
 def test_document_format_names_a_missing_title() -> None:
     assert format_document(" List directory contents. ", "ls") == "title: ls | text: List directory contents."
     assert format_document("Copy files.") == "title: none | text: Copy files."
@@ -23,6 +40,17 @@ def test_document_format_names_a_missing_title() -> None:
 def test_format_queries_accepts_pairs_or_strings_with_a_task() -> None:
     assert format_queries([("t1", "a"), ("t2", "b")]) == [format_query("t1", "a"), format_query("t2", "b")]
     assert format_queries(["a", "b"], task="t") == [format_query("t", "a"), format_query("t", "b")]
+
+
+def test_batch_helpers_pass_the_format_on() -> None:
+    assert format_queries(["a", ("t2", "b")], task="t", query_format="e5") == [
+        format_query("t", "a", "e5"),
+        format_query("t2", "b", "e5"),
+    ]
+    docs = ["plain", Passage(id="p", title="T", text="passage"), {"text": "dict"}]
+    assert format_documents(docs, query_format="e5") == ["plain", "T passage", "dict"]
+    with pytest.raises(InputError, match="unknown input format"):
+        format_queries([("t", "a")], query_format="instruct")
 
 
 def test_format_queries_needs_a_task_for_strings() -> None:

@@ -16,13 +16,13 @@ from gecko_distill.cli_synth import register
 from gecko_distill.errors import GeckoDistillError, StaleOutputError
 from gecko_distill.llm import GenerationRequest
 from gecko_distill.llm.base import Generation
+from gecko_distill import synth
 from gecko_distill.records import FRetExample
 from gecko_distill.synth import (
     SynthConfig,
     SynthError,
     SynthTask,
     brainstorm_tasks,
-    format_synth_query,
     generate_triplets,
     is_synthetic,
     labelled_rows,
@@ -298,9 +298,10 @@ def test_config_is_strict_and_frozen() -> None:
     assert "bitext" not in SynthConfig().categories
 
 
-def test_query_formats() -> None:
-    assert format_synth_query("Retrieve answers.", " who ") == "Instruct: Retrieve answers.\nQuery: who"
-    assert format_synth_query("t", "q", "gecko") == formatting.format_query("t", "q")
+def test_query_format_is_the_formatting_modules() -> None:
+    assert SynthConfig().query_format == "e5"
+    assert formatting.format_query("Retrieve answers.", " who ", query_format="e5") == "Instruct: Retrieve answers.\nQuery: who"
+    assert not hasattr(synth, "format_instruct_query") and not hasattr(synth, "QUERY_FORMATS")
 
 
 # -- output folder: resumable, no calls on rerun, stale configs refused ------------------------
@@ -318,9 +319,19 @@ def test_output_folder_is_reused_without_llm_calls(tmp_path) -> None:
     assert again.stats["triplets"]["reused"] and again.stats["triplets"]["llm_calls"] == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["query_format"] == "e5" and manifest["counts"] == {"tasks": 2, "examples": 2}
-    assert manifest["query_template"] == "Instruct: {task}\nQuery: {query}"
+    assert manifest["query_template"] == "Instruct: {task}\nQuery: {query}" and manifest["document_template"] == "{text}"
     lines = (tmp_path / "fret.jsonl").read_text().splitlines()
     assert [FRetExample.model_validate_json(line) for line in lines] == first.records
+
+
+def test_train_reads_the_query_format_of_a_synth_folder(tmp_path) -> None:
+    from gecko_distill.train import TrainConfig, load_fret, resolve_query_format
+
+    generate_triplets(FakeLLM(replies=canned()), ONE.model_copy(update={"query_format": "gecko"}), output_dir=tmp_path / "g")
+    generate_triplets(FakeLLM(replies=canned()), ONE, output_dir=tmp_path / "e5")
+    assert resolve_query_format(TrainConfig(), load_fret(tmp_path / "e5")[1]).query_format == "e5"
+    assert resolve_query_format(TrainConfig(), load_fret(tmp_path / "g")[1]).query_format == "gecko"
+    assert resolve_query_format(TrainConfig(query_format="gecko"), load_fret(tmp_path / "e5")[1]).query_format == "gecko"
 
 
 def test_interrupted_run_resumes_from_the_cache(tmp_path) -> None:
@@ -394,16 +405,18 @@ def test_mixed_fret_and_synthetic_data_reach_train(pydoc_passages, tmp_path, mon
     ]
     config = SynthConfig(categories=("short-long",), tasks_per_category=4, triplets_per_task=1)
     synth = generate_triplets(FakeLLM(replies=canned(4)), config).records
-    seen: list[tuple[str, str]] = []
+    seen: list[tuple[str, str, str]] = []
     original = formatting.format_query
-    monkeypatch.setattr(formatting, "format_query", lambda task, query: seen.append((task, query)) or original(task, query))
+    monkeypatch.setattr(formatting, "format_query", lambda *args: seen.append(args) or original(*args))
 
     out = train(fret, output_dir=tmp_path / "model", extra_datasets={"e5": labelled_rows(synth)},
-                config=TrainConfig(max_steps=2, batch_size=4, max_seq_length=32, mix_ratios={"fret": 1, "e5": 1}))
+                config=TrainConfig(max_steps=2, batch_size=4, max_seq_length=32, mix_ratios={"fret": 1, "e5": 1},
+                                   query_format="e5"))
     provenance = json.loads((out / PROVENANCE_FILE).read_text())
     assert provenance["examples_per_epoch"] == {"fret": 8, "e5": 8}
-    assert {(e.task, e.query) for e in synth} <= set(seen)
-    assert {(e.task, e.query) for e in fret} <= set(seen)
+    assert provenance["query_format"] == "e5" and provenance["query_template"] == "Instruct: {task}\nQuery: {query}"
+    assert {(e.task, e.query, "e5") for e in synth} <= set(seen)
+    assert {(e.task, e.query, "e5") for e in fret} <= set(seen)
 
 
 # -- the real offline teacher ---------------------------------------------------------------------

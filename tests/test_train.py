@@ -9,11 +9,20 @@ import numpy as np
 import pytest
 
 from gecko_distill import formatting
-from gecko_distill.encoding import encode_documents, encode_queries, load_model
+from gecko_distill.encoding import encode_documents, encode_queries, format_documents, format_queries, load_model
 from gecko_distill.errors import InputError
 from gecko_distill.evaluate import beir_evaluator, evaluate
 from gecko_distill.records import FRetExample, Passage
-from gecko_distill.train import PROVENANCE_FILE, TrainConfig, build_loss, fret_dataset, labelled_dataset, mix_datasets, train
+from gecko_distill.train import (
+    PROVENANCE_FILE,
+    TrainConfig,
+    build_loss,
+    fret_dataset,
+    labelled_dataset,
+    mix_datasets,
+    resolve_query_format,
+    train,
+)
 
 TASK = "Given the opening words of a Python reference section, retrieve the section"
 MANIFEST = {"teacher": "hand-written", "config_hash": "abc123def4567890ffff", "counts": {"examples": 12}}
@@ -102,8 +111,8 @@ def trained(fret_passages, pydoc_passages, tiny_beir, tmp_path_factory):
     calls: list[tuple] = []
     real_query, real_document = formatting.format_query, formatting.format_document
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(formatting, "format_query", lambda task, query: calls.append(("q", task, query)) or real_query(task, query))
-        mp.setattr(formatting, "format_document", lambda text, title="": calls.append(("d", text, title)) or real_document(text, title))
+        mp.setattr(formatting, "format_query", lambda *args: calls.append(("q", *args)) or real_query(*args))
+        mp.setattr(formatting, "format_document", lambda *args: calls.append(("d", *args)) or real_document(*args))
         path = train(
             fret_dir,
             output_dir=tmp / "model",
@@ -128,6 +137,9 @@ def test_saved_model_reloads_and_records_the_fret_manifest(trained) -> None:
     assert provenance["fret_manifest"] == MANIFEST
     assert provenance["matryoshka_dims"] == [384, 256, 128, 64]
     assert provenance["examples_per_epoch"] == {"fret": 12, "pairs": 6}
+    assert provenance["query_format"] == "gecko" and provenance["train_config"]["query_format"] == "gecko"
+    assert provenance["query_template"] == formatting.format_query("{task}", "{query}")
+    assert provenance["document_template"] == formatting.format_document("{text}", "{title}")
 
 
 def test_training_changed_the_weights(trained, embedder) -> None:
@@ -150,32 +162,56 @@ def test_truncated_dims_load_and_evaluate(trained, tiny_beir: Path) -> None:
 
 def test_training_input_goes_through_formatting(trained) -> None:
     calls = set(trained["calls"])
-    for e in trained["examples"]:
-        assert ("q", e.task, e.query) in calls
-        assert ("d", e.positive.text, e.positive.title) in calls
-        assert ("d", e.negative.text, e.negative.title) in calls
+    for e in trained["examples"]:  # the manifest names no query_format: Gecko's
+        assert ("q", e.task, e.query, "gecko") in calls
+        assert ("d", e.positive.text, e.positive.title, "gecko") in calls
+        assert ("d", e.negative.text, e.negative.title, "gecko") in calls
     for row in trained["pairs"]:
-        assert ("q", row["task"], row["anchor"]) in calls
-        assert ("d", row["positive"]["text"], row["positive"]["title"]) in calls
+        assert ("q", row["task"], row["anchor"], "gecko") in calls
+        assert ("d", row["positive"]["text"], row["positive"]["title"], "gecko") in calls
 
 
-def test_encoding_goes_through_formatting(embedder, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(formatting, "format_query", lambda task, query: f"{query} ({task})")
-    monkeypatch.setattr(formatting, "format_document", lambda text, title="": f"{title}: {text}")
-    q = encode_queries(embedder, ["list files"], task="shell")
-    d = encode_documents(embedder, [Passage(id="ls", title="ls", text="list directory contents")])
-    assert np.allclose(q, embedder.encode(["list files (shell)"], normalize_embeddings=True), atol=1e-5)
-    assert np.allclose(d, embedder.encode(["ls: list directory contents"], normalize_embeddings=True), atol=1e-5)
+@pytest.mark.parametrize("query_format", ["gecko", "e5"])
+def test_encoding_goes_through_formatting(embedder, monkeypatch: pytest.MonkeyPatch, query_format: str) -> None:
+    monkeypatch.setattr(formatting, "format_query", lambda task, query, fmt="gecko": f"{query} ({task}, {fmt})")
+    monkeypatch.setattr(formatting, "format_document", lambda text, title="", fmt="gecko": f"{title}: {text} ({fmt})")
+    q = encode_queries(embedder, ["list files"], task="shell", query_format=query_format)
+    d = encode_documents(embedder, [Passage(id="ls", title="ls", text="list directory contents")], query_format=query_format)
+    assert np.allclose(q, embedder.encode([f"list files (shell, {query_format})"], normalize_embeddings=True), atol=1e-5)
+    assert np.allclose(d, embedder.encode([f"ls: list directory contents ({query_format})"], normalize_embeddings=True), atol=1e-5)
 
 
-def test_fret_dataset_columns(fret_passages) -> None:
+@pytest.mark.parametrize("query_format", ["gecko", "e5"])
+def test_training_and_encoding_write_the_same_text(fret_passages, query_format: str) -> None:
+    """What train() feeds the model is what encode_queries / encode_documents feed it."""
     examples = _examples(fret_passages[:3])
-    rows = fret_dataset(examples).to_list()
+    rows = fret_dataset(examples, query_format).to_list()
+    assert [r["anchor"] for r in rows] == format_queries([(e.task, e.query) for e in examples], query_format=query_format)
+    assert [r["positive"] for r in rows] == format_documents([e.positive for e in examples], query_format)
     assert rows[0] == {
-        "anchor": formatting.format_query(TASK, examples[0].query),
-        "positive": formatting.format_document(examples[0].positive.text, examples[0].positive.title),
-        "negative": formatting.format_document(examples[0].negative.text, examples[0].negative.title),
+        "anchor": formatting.format_query(TASK, examples[0].query, query_format),
+        "positive": formatting.format_document(examples[0].positive.text, examples[0].positive.title, query_format),
+        "negative": formatting.format_document(examples[0].negative.text, examples[0].negative.title, query_format),
     }
+    pairs = labelled_dataset("nq", [{"task": TASK, "anchor": e.query, "positive": e.positive} for e in examples], query_format)
+    assert pairs.to_list() == [{"anchor": r["anchor"], "positive": r["positive"]} for r in rows]
+
+
+def test_e5_format_text() -> None:
+    positive = Passage(id="ls", title="ls", text="List directory contents.")
+    rows = labelled_dataset("nq", [{"task": "Find the command", "anchor": "list files", "positive": positive}], "e5")
+    assert rows.to_list() == [{"anchor": "Instruct: Find the command\nQuery: list files", "positive": "ls List directory contents."}]
+
+
+def test_query_format_comes_from_the_config_or_the_manifest() -> None:
+    assert TrainConfig().query_format is None
+    assert resolve_query_format(TrainConfig(), {"query_format": "e5"}).query_format == "e5"
+    assert resolve_query_format(TrainConfig(query_format="gecko"), {"query_format": "e5"}).query_format == "gecko"
+    assert resolve_query_format(TrainConfig(), MANIFEST).query_format == "gecko"
+    with pytest.raises(InputError, match="the data manifest names query_format 'plain'"):
+        resolve_query_format(TrainConfig(), {"query_format": "plain"})
+    with pytest.raises(ValueError, match="query_format"):
+        TrainConfig(query_format="plain")
 
 
 def test_loss_is_matryoshka_mnrl_with_same_tower_negatives(embedder) -> None:
