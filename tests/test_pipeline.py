@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from gecko_distill import FRetConfig, FRetExample, RetrieveConfig, StaleOutputError, build_fret, GenerateConfig
+from gecko_distill import FRetConfig, FRetExample, RetrieveConfig, StaleOutputError, build_fret
 from gecko_distill.cli import main
 from gecko_distill.testing import FakeLLM
 

@@ -39,10 +39,11 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import GeckoDistillError
-from .base import UnsupportedCapabilityError
-from .cost import UsageTracker
+from .base import Generation, GenerationRequest, Score, ScoreRequest, UnsupportedCapabilityError
+from .cost import Usage, UsageTracker
 
 __all__ = [
+    "APIBackend",
     "ClientOptions",
     "RequestFailure",
     "Answer",
@@ -538,3 +539,43 @@ def sample_seed(prompt: str, sample_index: int) -> int:
     """A stable 31-bit seed per (prompt, sample), so repeated samples differ but reruns agree."""
     digest = hashlib.sha256(f"{sample_index}\x00{prompt}".encode()).hexdigest()
     return int(digest[:8], 16) & 0x7FFFFFFF
+
+
+class APIBackend:
+    """What the HTTP backends share: batched calls answered in order from their ``iter_*``
+    methods, usage counters, run-summary notes, and the event-loop runner's lifetime.
+
+    Subclasses set ``_runner``, ``_usage`` and ``_notes`` and implement ``iter_generate`` and
+    ``iter_score`` (which yield ``(index, result)`` as items finish, and raise
+    :class:`UnsupportedCapabilityError` for what the API cannot do).
+    """
+
+    _runner: AsyncRunner
+    _usage: UsageTracker
+    _notes: list[str]
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Answer each request, in order; failed items carry ``error``."""
+        return in_order(len(requests), self.iter_generate(requests))  # type: ignore[attr-defined]
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[Score]:
+        """Score each request, in order (see the subclass's ``iter_score`` for what it can score)."""
+        return in_order(len(requests), self.iter_score(requests))  # type: ignore[attr-defined]
+
+    @property
+    def notes(self) -> list[str]:
+        """Things a run summary should say about this backend (e.g. a relevance fallback)."""
+        return list(self._notes)
+
+    @property
+    def usage(self) -> Usage:
+        """Requests, retries, failures by reason and tokens so far (see :class:`~gecko_distill.llm.cost.Usage`)."""
+        return self._usage.snapshot()
+
+    def close(self) -> None:
+        """Close the HTTP connections and stop the event-loop thread."""
+        self._runner.close()
+
+    def _note(self, note: str) -> None:
+        self._notes.append(note)
+        logger.warning(note)

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._lazy import require
 from ._http import (
+    APIBackend,
     Answer,
     AsyncRunner,
     ClientOptions,
@@ -40,7 +41,6 @@ from ._http import (
     MissingCredentialsError,
     RequestFailure,
     estimate_tokens,
-    in_order,
     match_choices,
     parse_retry_after,
     resolve_key,
@@ -49,7 +49,7 @@ from ._http import (
     transport_failure,
 )
 from .base import Generation, GenerationRequest, Score, ScoreRequest, UnsupportedCapabilityError
-from .cost import Usage, UsageTracker
+from .cost import UsageTracker
 
 __all__ = ["GeminiLLM", "GeminiOptions", "MissingCredentialsError", "GRADED_LEVELS"]
 
@@ -108,7 +108,7 @@ class _NoLogprobs(Exception):
     """The model did not give logprobs (refused them, or left them out)."""
 
 
-class GeminiLLM:
+class GeminiLLM(APIBackend):
     """Gemini as an :class:`~gecko_distill.llm.LLM` backend.
 
     Args:
@@ -184,16 +184,6 @@ class GeminiLLM:
             extras.append(f"schema={opts.response_schema.__name__}-{hashlib.sha256(schema.encode()).hexdigest()[:8]}")
         return f"gemini:{self.model}" + ("#" + ",".join(extras) if extras else "")
 
-    @property
-    def notes(self) -> list[str]:
-        """Things a run summary should say about this backend (e.g. a relevance fallback)."""
-        return list(self._notes)
-
-    @property
-    def usage(self) -> Usage:
-        """Requests, retries, failures by reason and tokens so far (see :class:`~gecko_distill.llm.cost.Usage`)."""
-        return self._usage.snapshot()
-
     def get_config_dict(self) -> dict[str, Any]:
         """Settings for manifests; credentials are never included."""
         options = self.options.model_dump(exclude={"response_schema"})
@@ -210,15 +200,7 @@ class GeminiLLM:
     def __repr__(self) -> str:
         return f"GeminiLLM(model={self.model!r}, base_url={self.base_url!r})"
 
-    def close(self) -> None:
-        """Close the HTTP connections and stop the event-loop thread."""
-        self._runner.close()
-
     # -- generation ----------------------------------------------------------------------
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        """Answer each request, in order; failed items carry ``error``."""
-        return in_order(len(requests), self.iter_generate(requests))
-
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
         """Yield ``(index, generation)`` as each request finishes (used by :class:`CachedLLM`
         to store every answer at once)."""
@@ -260,17 +242,13 @@ class GeminiLLM:
         return Answer(Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens), prompt_tokens, completion_tokens)
 
     # -- scoring -------------------------------------------------------------------------
-    def score(self, requests: Sequence[ScoreRequest]) -> list[Score]:
-        """Relevance classification for each request, in order.
+    def iter_score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, Score]]:
+        """Yield ``(index, score)`` as each request finishes (:meth:`score` collects them in order).
 
         Raises:
             UnsupportedCapabilityError: A request has a non-empty ``continuation`` (Gemini
                 cannot score given text), or ``relevance="logprobs"`` and the model gives none.
         """
-        return in_order(len(requests), self.iter_score(requests))
-
-    def iter_score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, Score]]:
-        """Yield ``(index, score)`` as each request finishes; see :meth:`score`."""
         if any(r.continuation for r in requests):
             raise UnsupportedCapabilityError(
                 f"{self.name} cannot score a given continuation (query likelihood): the Gemini API has no "
@@ -382,8 +360,7 @@ class GeminiLLM:
             f"{self.name}: the model gives no logprobs ({self._no_logprobs_reason}); relevance is scored "
             f"from graded labels ({'/'.join(GRADED_LEVELS)}), which rank candidates more coarsely than logprobs"
         )
-        self._notes.append(note)
-        logger.warning(note)
+        self._note(note)
 
     # -- shared --------------------------------------------------------------------------
     def _answer_budget(self, answer_tokens: int) -> int:

@@ -33,13 +33,13 @@ from pydantic import ConfigDict, Field
 
 from .._lazy import require
 from ._http import (
+    APIBackend,
     Answer,
     AsyncRunner,
     ClientOptions,
     Job,
     RequestFailure,
     estimate_tokens,
-    in_order,
     match_choices,
     parse_retry_after,
     resolve_key,
@@ -48,7 +48,7 @@ from ._http import (
     transport_failure,
 )
 from .base import Generation, GenerationRequest, Score, ScoreRequest, UnsupportedCapabilityError
-from .cost import Usage, UsageTracker
+from .cost import UsageTracker
 
 __all__ = ["OpenAICompatLLM", "OpenAICompatOptions", "PROVIDERS", "Provider"]
 
@@ -105,7 +105,7 @@ class _Unsupported(Exception):
     pass
 
 
-class OpenAICompatLLM:
+class OpenAICompatLLM(APIBackend):
     """A model behind an OpenAI-compatible server, as an :class:`~gecko_distill.llm.LLM` backend.
 
     Args:
@@ -172,16 +172,6 @@ class OpenAICompatLLM:
         suffix = f"#api={self.api}" if self.api != PROVIDERS[self.provider]["api"] else ""
         return f"{self.provider}:{self.model}{suffix}"
 
-    @property
-    def notes(self) -> list[str]:
-        """Things a run summary should say about this backend (e.g. no query likelihood)."""
-        return list(self._notes)
-
-    @property
-    def usage(self) -> Usage:
-        """Requests, retries, failures by reason and tokens so far."""
-        return self._usage.snapshot()
-
     def get_config_dict(self) -> dict[str, Any]:
         """Settings for manifests; credentials are never included."""
         return {
@@ -197,15 +187,7 @@ class OpenAICompatLLM:
     def __repr__(self) -> str:
         return f"OpenAICompatLLM(model={self.model!r}, provider={self.provider!r}, base_url={_without_userinfo(self.base_url)!r})"
 
-    def close(self) -> None:
-        """Close the HTTP connections and stop the event-loop thread."""
-        self._runner.close()
-
     # -- generation ----------------------------------------------------------------------
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        """Answer each request, in order; failed items carry ``error``."""
-        return in_order(len(requests), self.iter_generate(requests))
-
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
         """Yield ``(index, generation)`` as each request finishes."""
         jobs = [
@@ -236,17 +218,13 @@ class OpenAICompatLLM:
         return Answer(Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens), prompt_tokens, completion_tokens)
 
     # -- scoring -------------------------------------------------------------------------
-    def score(self, requests: Sequence[ScoreRequest]) -> list[Score]:
-        """Score each request, in order.
+    def iter_score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, Score]]:
+        """Yield ``(index, score)`` as each request finishes (:meth:`score` collects them in order).
 
         Raises:
             UnsupportedCapabilityError: A request has a ``continuation`` and the server cannot
                 echo prompt log-probabilities, or the server gives no log-probabilities at all.
         """
-        return in_order(len(requests), self.iter_score(requests))
-
-    def iter_score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, Score]]:
-        """Yield ``(index, score)`` as each request finishes; see :meth:`score`."""
         needs_ql = any(r.continuation for r in requests)
         if needs_ql and self._ql is False:
             raise UnsupportedCapabilityError(f"{self.name} cannot score a given continuation: {self._ql_reason}")
@@ -311,8 +289,7 @@ class OpenAICompatLLM:
         self._ql = False
         self._ql_reason = self._runner.redact(reason)[:200]
         note = f"{self.name}: no query likelihood ({self._ql_reason}); the server cannot echo prompt log-probabilities"
-        self._notes.append(note)
-        logger.warning(note)
+        self._note(note)
 
     # -- HTTP ----------------------------------------------------------------------------
     async def _complete(self, prompt: str, payload: dict[str, Any], *, api: str, probing: bool = False) -> dict[str, Any]:
