@@ -6,7 +6,7 @@ search, how-to, definition, headline and tool-description search), so that the g
 tasks mix types across the corpus. A degenerate output is re-sampled (``max_attempts``, with other demonstrations, at
 ``resample_temperature``); what stays degenerate is a counted skip: ``unparseable``,
 ``empty``, ``copy_of_passage``, ``copy_of_example`` (a demonstration's query repeated),
-``query_is_task``, ``too_short``, ``too_long``, ``wrong_language``, ``duplicate_query`` and
+``query_is_task``, ``repetitive``, ``too_short``, ``too_long``, ``wrong_language``, ``duplicate_query`` and
 ``llm_error``.
 """
 
@@ -152,6 +152,8 @@ def parse_generation(text: str, passage: str, config: GenerateConfig) -> tuple[t
         return None, "wrong_language"
     if _copies(words, _WORDS.findall(passage.lower())):
         return None, "copy_of_passage"
+    if _repeats_phrase(words):
+        return None, "repetitive"
     if " ".join(words) in _EXAMPLE_QUERIES:
         return None, "copy_of_example"
     if words == _WORDS.findall(task.lower()):
@@ -177,6 +179,12 @@ def _mostly_latin(text: str) -> bool:
         return False
     latin = sum(c.isascii() or "\u00c0" <= c <= "\u024f" for c in letters)
     return latin / len(letters) >= 0.9
+
+
+def _repeats_phrase(words: list[str], n: int = 3) -> bool:
+    """A query that says the same three words twice ("what is the claim what is the claim")."""
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) != len(set(grams))
 
 
 def _copies(query: list[str], passage: list[str]) -> bool:

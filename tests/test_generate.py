@@ -27,6 +27,9 @@ CFG = GenerateConfig()
         (" find it\nQuery: lists information about the files in a directory sorted alphabetically", (None, "copy_of_passage")),
         (" find it\nQuery: print lines that match a pattern", (None, "copy_of_example")),
         (" list the files\nQuery: list the files", (None, "query_is_task")),
+        (" find it\nQuery: What is the claim? What is the claim?", (None, "repetitive")),
+        (" find it\nQuery: the name of the pattern that matches the name of the pattern", (None, "repetitive")),
+        (" find it\nQuery: copy a file to a file", (("find it", "copy a file to a file"), "")),
     ],
 )
 def test_parse_generation(output, expected):
