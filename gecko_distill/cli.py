@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,6 +48,11 @@ def _build_fret_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--llm-tpm", type=int, default=None, help="tokens per minute limit (API teachers)")
     p.add_argument("--embedder", default=None, help="sentence-transformers model folder (default all-MiniLM-L6-v2)")
     p.add_argument("--overwrite", action="store_true", help="rebuild stages whose saved output has another config")
+    p.add_argument(
+        "--prices",
+        default=None,
+        help='JSON price table for the cost estimate: {"model": {"input_per_mtok": 0.3, "output_per_mtok": 2.5}}',
+    )
     p.set_defaults(func=_run_build_fret)
 
 
@@ -67,6 +73,8 @@ def _run_build_fret(args: argparse.Namespace) -> int:
     from .pipeline import build_fret
     from .report import summary_table
 
+    if args.prices:
+        os.environ["GECKO_DISTILL_PRICES"] = args.prices  # read by build_fret's cost estimate
     passages = load_passages(args.corpus, limit=args.limit).records
     api = {
         "base_url": args.llm_base_url,

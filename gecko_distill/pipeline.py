@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -171,13 +172,16 @@ def _cached(llm: LLM, out: Path | None, role: str) -> LLM:
 
 
 def _with_costs(result, llm: LLM | None) -> dict[str, Any]:
-    """A stage's statistics plus skips by reason, the backend's notes, and the estimated cost."""
+    """A stage's statistics plus skips by reason, the backend's notes, and the estimated cost
+    (prices from ``$GECKO_DISTILL_PRICES``, a JSON file, over the built-in table)."""
     stats = {**result.stats, "skipped": result.skip_counts}
     if llm is None:
         return stats
-    from .llm.cost import estimate_cost
+    from .llm.cost import estimate_cost, load_prices
 
-    stats["llm_cost_usd"] = estimate_cost(llm.name, stats.get("llm_prompt_tokens", 0), stats.get("llm_completion_tokens", 0))
+    prices = load_prices(os.environ["GECKO_DISTILL_PRICES"]) if os.environ.get("GECKO_DISTILL_PRICES") else None
+    tokens = stats.get("llm_prompt_tokens", 0), stats.get("llm_completion_tokens", 0)
+    stats["llm_cost_usd"] = estimate_cost(llm.name, *tokens, prices=prices)
     notes = list(getattr(llm, "notes", []))
     if notes:
         stats["notes"] = notes

@@ -131,3 +131,15 @@ def test_summary_reports_relevance_only_fallback_and_backend_notes(corpus, embed
     assert "note: relevance by graded labels" in table
     assert "note: the teacher cannot score query likelihood" in table
     assert "estimated LLM cost: $0.0000" in table
+
+
+def test_cli_prices_file_sets_the_cost_estimate(corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GECKO_DISTILL_PRICES", raising=False)
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"fake-llm": {"input_per_mtok": 1000000, "output_per_mtok": 0}}))
+    code = main(["build-fret", str(corpus), "--out", str(tmp_path / "cli"), "--llm", "fake", "--top-n", "4", "--limit", "3",
+                 "--prices", str(prices)])
+    manifest = json.loads((tmp_path / "cli" / "manifest.json").read_text())
+    generate = manifest["stats"]["generate"]
+    assert code == 0 and generate["llm_cost_usd"] == generate["llm_prompt_tokens"] > 0
+    assert "estimated LLM cost: $" in capsys.readouterr().out
