@@ -70,7 +70,7 @@ def _config(args: argparse.Namespace):
 
 def _teacher(name: str):
     from .llm.registry import OFFLINE_MODELS, get_llm
-    from .synth import LazyLLM
+    from .llm.registry import LazyLLM
 
     return LazyLLM(name) if name in OFFLINE_MODELS else get_llm(name)
 

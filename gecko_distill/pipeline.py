@@ -34,6 +34,7 @@ from .errors import GeckoDistillError
 from .generate import generate
 from .llm.base import LLM
 from .llm.cache import CachedLLM
+from .llm.registry import LazyLLM
 from .records import FRetExample, GeneratedQuery, RankedCandidates
 from .relabel import relabel
 from .retrieve import embedder_name, retrieve
@@ -162,7 +163,7 @@ def build_fret(
 
 
 def _teacher(llm: LLM | None, out: Path | None) -> LLM:
-    return _cached(llm if llm is not None else _DefaultTeacher(), out, "llm")
+    return _cached(llm if llm is not None else LazyLLM(), out, "llm")
 
 
 def _cached(llm: LLM, out: Path | None, role: str) -> LLM:
@@ -186,36 +187,6 @@ def _with_costs(result, llm: LLM | None) -> dict[str, Any]:
     if notes:
         stats["notes"] = notes
     return stats
-
-
-class _DefaultTeacher:
-    """The offline gemma-3-270m, loaded on first use so a finished run never loads it."""
-
-    def __init__(self) -> None:
-        self._llm: LLM | None = None
-        self._name: str | None = None
-
-    @property
-    def name(self) -> str:
-        if self._name is None:
-            from .llm.registry import offline_gguf_path
-            from .llm.transformers_backend import gguf_backend_name
-
-            self._name = gguf_backend_name(offline_gguf_path())
-        return self._name
-
-    def _model(self) -> LLM:
-        if self._llm is None:
-            from .llm.registry import get_llm
-
-            self._llm = get_llm()
-        return self._llm
-
-    def generate(self, requests):
-        return self._model().generate(requests)
-
-    def score(self, requests):
-        return self._model().score(requests)
 
 
 def _write_outputs(

@@ -51,6 +51,7 @@ from .errors import GeckoDistillError
 from .formatting import QueryFormat
 from .llm.base import LLM, Generation, GenerationRequest
 from .llm.cache import CachedLLM
+from .llm.registry import LazyLLM
 from .records import FRetExample, Passage, Record
 from .synth_prompts import (
     CATEGORIES,
@@ -298,46 +299,6 @@ def _teacher(llm: LLM | None, out: Path | None) -> LLM:
     if out is not None and not isinstance(teacher, CachedLLM):
         teacher = CachedLLM(teacher, out / "llm_cache.sqlite")
     return teacher
-
-
-class LazyLLM:
-    """An offline model by registry name, loaded on its first request, so that a finished run
-    (all answers cached) never loads it.
-
-    Args:
-        name: ``"gemma3-270m"`` or ``"smollm2-135m"``.
-
-    Example:
-        >>> LazyLLM("gemma3-270m").name.startswith("transformers:gemma-3-270m")  # doctest: +SKIP
-        True
-    """
-
-    def __init__(self, name: str = "gemma3-270m"):
-        self._registry_name = name
-        self._llm: LLM | None = None
-        self._name: str | None = None
-
-    @property
-    def name(self) -> str:
-        if self._name is None:
-            from .llm.registry import offline_gguf_path
-            from .llm.transformers_backend import gguf_backend_name
-
-            self._name = gguf_backend_name(offline_gguf_path(self._registry_name))
-        return self._name
-
-    def _model(self) -> LLM:
-        if self._llm is None:
-            from .llm.registry import get_llm
-
-            self._llm = get_llm(self._registry_name)
-        return self._llm
-
-    def generate(self, requests):
-        return self._model().generate(requests)
-
-    def score(self, requests):
-        return self._model().score(requests)
 
 
 def _write_outputs(out: Path, examples: list[FRetExample], stats: dict, config: SynthConfig, teacher: str, fp: str) -> None:

@@ -111,3 +111,40 @@ def get_llm(name: str = DEFAULT_LLM, **options) -> LLM:
         f"unknown LLM {name!r}: use one of {sorted(OFFLINE_MODELS) + ['fake']}, a .gguf file, a model folder, "
         f"'hf:<id>', or '<api>:<model>' with <api> one of {', '.join(API_PREFIXES)}"
     )
+
+
+class LazyLLM:
+    """An offline model by registry name, loaded on its first request, so that a finished run
+    (all answers cached) never loads it.
+
+    Args:
+        name: ``"gemma3-270m"`` or ``"smollm2-135m"``.
+
+    Example:
+        >>> LazyLLM("gemma3-270m").name.startswith("transformers:gemma-3-270m")  # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, name: str = "gemma3-270m"):
+        self._registry_name = name
+        self._llm: LLM | None = None
+        self._name: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self._name is None:
+            from .transformers_backend import gguf_backend_name
+
+            self._name = gguf_backend_name(offline_gguf_path(self._registry_name))
+        return self._name
+
+    def _model(self) -> LLM:
+        if self._llm is None:
+            self._llm = get_llm(self._registry_name)
+        return self._llm
+
+    def generate(self, requests):
+        return self._model().generate(requests)
+
+    def score(self, requests):
+        return self._model().score(requests)
