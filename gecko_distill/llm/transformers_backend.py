@@ -39,6 +39,8 @@ class TransformersLLM:
         device: ``"cpu"``, ``"cuda"``… Default: CUDA if available.
         cache_dir: Where dequantised GGUF weights are kept. Default:
             ``$GECKO_DISTILL_CACHE`` or ``~/.cache/gecko_distill``.
+        chat: Wrap each generation prompt as one user turn of the tokenizer's chat template
+            (for instruction-tuned models such as SmolLM2-Instruct). Scoring is never wrapped.
 
     Example:
         >>> from gecko_distill.llm import TransformersLLM, ScoreRequest  # doctest: +SKIP
@@ -54,6 +56,7 @@ class TransformersLLM:
         max_length: int = 2048,
         device: str | None = None,
         cache_dir: str | Path | None = None,
+        chat: bool = False,
     ):
         torch = require("torch", "gecko-distill")
         transformers = require("transformers", "gecko-distill")
@@ -71,6 +74,11 @@ class TransformersLLM:
         self.model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(self.device).eval()
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        if chat and not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"chat=True, but the tokenizer of {folder} has no chat template")
+        self.chat = chat
+        if chat:
+            self._name += "+chat"
         self._torch = torch
         self._warned_multi_token: set[str] = set()
 
@@ -166,7 +174,7 @@ class TransformersLLM:
     def _generate_batch(self, batch: list[GenerationRequest]) -> list[Generation]:
         torch = self._torch
         first = batch[0]
-        sequences = [self.tokenizer(r.prompt, add_special_tokens=True).input_ids[-self.max_length :] for r in batch]
+        sequences = [self._prompt_ids(r.prompt)[-self.max_length :] for r in batch]
         input_ids, attention_mask = self._left_pad(sequences)
         kwargs: dict[str, Any] = {"max_new_tokens": first.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
         if first.temperature > 0:
@@ -188,6 +196,15 @@ class TransformersLLM:
                 text = text.split(stop, 1)[0]
             results.append(Generation(text=text, prompt_tokens=len(sequences[row]), completion_tokens=len(tokens)))
         return results
+
+
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        if not self.chat:
+            return self.tokenizer(prompt, add_special_tokens=True).input_ids
+        text = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
+        return self.tokenizer(text, add_special_tokens=False).input_ids
 
 
 def _dequantised(gguf_path: Path, cache_root: Path) -> tuple[str, str]:
