@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
 
 from ._version import __version__
 from .errors import InputError, StaleOutputError
@@ -91,16 +92,21 @@ def _short(exc: ValidationError) -> str:
 
 
 def fingerprint(*parts: Any) -> str:
-    """sha256 of the canonical JSON of ``parts`` (pydantic models are dumped first)."""
+    """sha256 of the canonical JSON of ``parts``.
+
+    Pydantic models are dumped field by field, leaving out the fields a model lists in its
+    ``_not_in_fingerprint`` class variable (settings such as batch sizes, which do not change
+    results)."""
 
     def plain(obj: Any) -> Any:
         if isinstance(obj, BaseModel):
-            return obj.model_dump(mode="json")
+            skip = getattr(type(obj), "_not_in_fingerprint", frozenset())
+            return {name: plain(getattr(obj, name)) for name in type(obj).model_fields if name not in skip}
         if isinstance(obj, (list, tuple)):
             return [plain(o) for o in obj]
         if isinstance(obj, dict):
             return {str(k): plain(v) for k, v in obj.items()}
-        return obj
+        return to_jsonable_python(obj)
 
     canonical = json.dumps([plain(p) for p in parts], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -5,7 +5,7 @@ All configs forbid unknown fields, so a typo is an error rather than a silently 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -60,13 +60,38 @@ class GenerateConfig(_Config):
 class RetrieveConfig(_Config):
     """Settings of the ``retrieve`` stage (embed, then FAISS top-N neighbours per query).
 
+    See :mod:`gecko_distill.index` for how the index is chosen, tuned and checked.
+
     Attributes:
         top_n: Candidates per query (paper: 20). The seed passage is always among them.
         batch_size: Encoding batch size.
+        index: ``"flat"`` searches exactly; ``"ivf"`` (IVF-Flat) and ``"hnsw"`` search
+            approximately; ``"auto"`` is flat up to ``exact_up_to`` passages and IVF above.
+        exact_up_to: Largest corpus (distinct passages) that ``"auto"`` searches exactly.
+        ivf_nlist: IVF cells; ``None`` for ``ivf_nlist_factor × √passages``.
+        ivf_nlist_factor: Cells per √passages when ``ivf_nlist`` is ``None``.
+        ivf_nprobe: Cells searched per query; ``None`` tunes it on sampled queries until
+            recall@N reaches ``target_recall``.
+        hnsw_m: Links per node of an HNSW graph.
+        hnsw_ef_search: HNSW search breadth; ``None`` tunes it like ``ivf_nprobe``.
+        target_recall: Recall@N against exact search that tuning aims for.
+        recall_queries: Queries (sampled) on which recall@N of an approximate index is
+            measured, and as many again to tune it on.
+        seed: Seeds the query sample and the IVF training sample.
     """
 
     top_n: int = Field(default=20, ge=2)
     batch_size: int = Field(default=64, ge=1)
+    index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
+    exact_up_to: int = Field(default=100_000, ge=0)
+    ivf_nlist: int | None = Field(default=None, ge=1)
+    ivf_nlist_factor: float = Field(default=2.0, gt=0.0)
+    ivf_nprobe: int | None = Field(default=None, ge=1)
+    hnsw_m: int = Field(default=32, ge=4)
+    hnsw_ef_search: int | None = Field(default=None, ge=1)
+    target_recall: float = Field(default=0.95, gt=0.0, le=1.0)
+    recall_queries: int = Field(default=256, ge=1)
+    seed: int = 0
 
 
 class RelabelConfig(_Config):
@@ -83,7 +108,9 @@ class RelabelConfig(_Config):
         negative: ``"last"`` takes the lowest-ranked candidate, ``"random"`` a random one of
             the others (never the positive or the seed).
         max_passage_words: Candidates are cut to this many words in the prompts.
-        batch_size: Score requests sent to the backend at once (also the checkpoint step).
+        batch_size: Queries whose score requests go to the backend in one call (also the
+            checkpoint step). Queries with overlapping candidates are put together, so that a
+            backend can read a passage shared by several of them once. Does not change results.
         seed: Seeds the random negative.
     """
 
@@ -91,8 +118,10 @@ class RelabelConfig(_Config):
     scoring: Literal["fused", "separate"] = "fused"
     negative: Literal["last", "random"] = "last"
     max_passage_words: int = Field(default=160, ge=16)
-    batch_size: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=32, ge=1)
     seed: int = 0
+
+    _not_in_fingerprint: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
 
 class FRetConfig(_Config):

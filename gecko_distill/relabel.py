@@ -20,7 +20,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,11 +30,11 @@ from ._io import StageCheckpoint, StageResult, progress
 from ._usage import LLMUsage
 from .config import RelabelConfig
 from .generate import truncate_words
-from .llm.base import LLM, ScoreRequest, UnsupportedCapabilityError
+from .llm.base import LLM, Score, ScoreRequest, UnsupportedCapabilityError
 from .prompts import RC_CHOICES, ql_context, rc_context, rc_question
 from .records import Candidate, FRetExample, Passage, RankedCandidates
 
-__all__ = ["relabel", "rank_with_ties", "reciprocal_rank_fusion"]
+__all__ = ["relabel", "rank_with_ties", "reciprocal_rank_fusion", "overlapping_chunks"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +107,18 @@ def relabel(
         done = checkpoint.done_ids
         todo = [c for c in candidates if c.query.id not in done]
         with progress(total=len(todo), desc="relabel", unit="query") as bar:
-            for item in todo:
-                _relabel_one(item, by_id, scorer, config, checkpoint)
-                bar.update(1)
+            for chunk in overlapping_chunks(todo, config.batch_size):
+                texts = {
+                    c.passage_id: truncate_words(by_id[c.passage_id].text, config.max_passage_words)[0]
+                    for item in chunk
+                    for c in item.candidates
+                    if c.passage_id in by_id
+                }
+                scorable = [item for item in chunk if sum(c.passage_id in by_id for c in item.candidates) >= 3]
+                signals = dict(zip([i.query.id for i in scorable], scorer.score(scorable, texts))) if scorer else {}
+                for item in chunk:
+                    _relabel_one(item, by_id, signals.get(item.query.id), config, checkpoint)
+                bar.update(len(chunk))
     examples = checkpoint.records
     stats = {
         "queries": len(candidates),
@@ -121,10 +132,43 @@ def relabel(
     return checkpoint.finish([c.query.id for c in candidates], stats, config)
 
 
+def overlapping_chunks(items: Sequence[RankedCandidates], size: int) -> Iterator[list[RankedCandidates]]:
+    """Chunks of ``size`` queries, built greedily so that their candidate lists overlap: a
+    backend that shares prompt prefixes then reads each shared passage once per chunk.
+
+    Example:
+        >>> from gecko_distill import Candidate, GeneratedQuery, RankedCandidates
+        >>> def item(qid, *pids):
+        ...     q = GeneratedQuery(id=qid, passage_id=pids[0], task="t", query="q q")
+        ...     return RankedCandidates(query=q, candidates=[Candidate(passage_id=p, retrieval_score=0.0) for p in pids])
+        >>> items = [item("1", "a", "b"), item("2", "x", "y"), item("3", "b", "a")]
+        >>> [[i.query.id for i in chunk] for chunk in overlapping_chunks(items, 2)]
+        [['1', '3'], ['2']]
+    """
+    by_passage: dict[str, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        for c in item.candidates:
+            by_passage[c.passage_id].append(i)
+    left = dict.fromkeys(range(len(items)))  # an ordered set
+    while left:
+        chunk: list[int] = []
+        overlap: Counter[int] = Counter()
+        while len(chunk) < size and left:
+            nxt = max(overlap, key=lambda j: (overlap[j], -j)) if overlap else next(iter(left))
+            chunk.append(nxt)
+            del left[nxt]
+            overlap.pop(nxt, None)
+            for c in items[nxt].candidates:
+                for j in by_passage[c.passage_id]:
+                    if j in left:
+                        overlap[j] += 1
+        yield [items[i] for i in chunk]
+
+
 def _relabel_one(
     item: RankedCandidates,
     by_id: dict[str, Passage],
-    scorer: _Scorer | None,
+    signal: _Signals | None,
     config: RelabelConfig,
     checkpoint: StageCheckpoint[FRetExample],
 ) -> None:
@@ -133,16 +177,14 @@ def _relabel_one(
     if len(pool) < 3:
         checkpoint.skip(query.id, "too_few_candidates", f"{len(pool)} candidates")
         return
-    if scorer is None:  # seed-only positives: rank by retrieval, seed first
+    if signal is None:  # seed-only positives: rank by retrieval, seed first
         retrieval = [c.retrieval_score + (1e9 if c.passage_id == query.passage_id else 0) for c in pool]
         ranked = _ranked(pool, None, None, rank_with_ties(retrieval), [1.0 / r for r in rank_with_ties(retrieval)])
     else:
-        texts = [truncate_words(by_id[c.passage_id].text, config.max_passage_words)[0] for c in pool]
-        signals, error = scorer.score(query.task, query.query, texts)
-        if error:
-            checkpoint.skip(query.id, "llm_error", error)
+        if signal.error:
+            checkpoint.skip(query.id, "llm_error", signal.error)
             return
-        ql, rc = signals
+        ql, rc = signal.ql, signal.rc
         ql_ranks, rc_ranks = rank_with_ties(ql) if ql else None, rank_with_ties(rc) if rc else None
         use = {"rrf": [r for r in (ql_ranks, rc_ranks) if r], "ql": [ql_ranks or rc_ranks], "rc": [rc_ranks or ql_ranks]}
         fused = reciprocal_rank_fusion(*use[config.rank_by])
@@ -194,8 +236,18 @@ def _ranks(c: Candidate) -> dict[str, int]:
     return ranks
 
 
+@dataclass
+class _Signals:
+    """One query's scores over its candidates (``ql`` is None when only RC is available)."""
+
+    ql: list[float] | None = None
+    rc: list[float] = field(default_factory=list)
+    error: str | None = None
+
+
 class _Scorer:
-    """Builds the score requests for one query's candidates and turns answers into QL and RC."""
+    """Builds the score requests for a chunk of queries, sends them in one call, and turns
+    the answers into QL and RC per query."""
 
     def __init__(self, llm: LLM, config: RelabelConfig):
         self.llm = llm
@@ -206,31 +258,41 @@ class _Scorer:
         self.top1_agree = 0
         self.rank_correlations: list[float] = []
 
-    def score(self, task: str, query: str, texts: list[str]) -> tuple[tuple[list[float] | None, list[float]], str | None]:
-        requests = self._requests(task, query, texts)
+    def score(self, chunk: Sequence[RankedCandidates], texts: dict[str, str]) -> list[_Signals]:
+        per_query = [
+            self._requests(item.query.task, item.query.query, [texts[c.passage_id] for c in item.candidates if c.passage_id in texts])
+            for item in chunk
+        ]
         try:
-            results = self.llm.score(requests)
+            results = self.llm.score([r for requests in per_query for r in requests])
         except UnsupportedCapabilityError as exc:
             if not self.ql_available:
                 raise
             logger.warning("%s cannot score query likelihood (%s); relabelling with relevance classification only", self.llm.name, exc)
             self.ql_available = False
-            return self.score(task, query, texts)
+            return self.score(chunk, texts)
         self.usage.add(results)
+        signals, start = [], 0
+        for requests in per_query:
+            signals.append(self._signals(results[start : start + len(requests)]))
+            start += len(requests)
+        return signals
+
+    def _signals(self, results: Sequence[Score]) -> _Signals:
         errors = [r.error for r in results if r.error]
         if errors:
-            return (None, []), f"{len(errors)} of {len(results)} scores failed: {errors[0]}"
-        n = len(texts)
+            return _Signals(error=f"{len(errors)} of {len(results)} scores failed: {errors[0]}")
         if not self.ql_available:
-            return (None, [r.choice_logprobs[0] - r.choice_logprobs[1] for r in results]), None
+            return _Signals(rc=[r.choice_logprobs[0] - r.choice_logprobs[1] for r in results])
         if self.config.scoring == "fused":
-            ql = [r.mean_logprob for r in results]
-            rc = [r.choice_logprobs[0] - r.choice_logprobs[1] for r in results]
+            ql_results, rc_results = results, results
         else:
-            ql = [r.mean_logprob for r in results[:n]]
-            rc = [r.choice_logprobs[0] - r.choice_logprobs[1] for r in results[n:]]
+            half = len(results) // 2
+            ql_results, rc_results = results[:half], results[half:]
+        ql = [r.mean_logprob for r in ql_results]
+        rc = [r.choice_logprobs[0] - r.choice_logprobs[1] for r in rc_results]
         self._agreement(ql, rc)
-        return (ql, rc), None
+        return _Signals(ql=ql, rc=rc)
 
     def _requests(self, task: str, query: str, texts: list[str]) -> list[ScoreRequest]:
         query = " " + query.strip()

@@ -33,14 +33,15 @@ N_PASSAGES = 10
 
 SCRIPT = """
 import logging, sys
-from gecko_distill import FRetConfig, RetrieveConfig, build_fret
+from gecko_distill import FRetConfig, RelabelConfig, RetrieveConfig, build_fret
 from gecko_distill.llm import get_llm
 
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
 url, corpus, out = sys.argv[1:4]
 llm = get_llm("vllm:fake-teacher", base_url=url, api_key_env="GD_TEST_LLM_KEY", concurrency=4, timeout_s=30,
               backoff_initial_s=0.01)
-fret = build_fret(corpus, llm=llm, config=FRetConfig(retrieve=RetrieveConfig(top_n={top_n})), output_dir=out)
+fret = build_fret(corpus, llm=llm, config=FRetConfig(retrieve=RetrieveConfig(top_n={top_n}), relabel=RelabelConfig(batch_size=2)),
+                  output_dir=out)
 print("EXAMPLES", len(fret))
 """
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from gecko_distill import FRetConfig, FRetExample, RetrieveConfig, StaleOutputError, build_fret
+from gecko_distill import FRetConfig, FRetExample, RelabelConfig, RetrieveConfig, StaleOutputError, build_fret
 from gecko_distill.cli import main
 from gecko_distill.testing import FakeLLM
 
@@ -50,8 +50,9 @@ def test_interrupted_run_resumes_without_repeating_llm_calls(corpus, embedder, t
             return super().score(requests)
 
     crashing = Crashing()
+    in_small_chunks = CONFIG.model_copy(update={"relabel": RelabelConfig(batch_size=2)})
     with pytest.raises(KeyboardInterrupt):
-        build_fret(corpus, llm=crashing, embedder=embedder, config=CONFIG, output_dir=tmp_path / "run")
+        build_fret(corpus, llm=crashing, embedder=embedder, config=in_small_chunks, output_dir=tmp_path / "run")
     answered = len(crashing.history)
     resumed = FakeLLM()
     fret = build_fret(corpus, llm=resumed, embedder=embedder, config=CONFIG, output_dir=tmp_path / "run")

@@ -105,3 +105,27 @@ def test_another_gguf_teacher_works_through_the_same_backend():
     assert score.num_tokens == 2 and score.logprob < 0 and len(score.choice_logprobs) == 2
     (generation,) = llm.generate([GenerationRequest(prompt="Passage: ls lists files.\nQuery:", max_new_tokens=8)])
     assert generation.completion_tokens > 0
+
+
+def test_shared_prefixes_save_work_and_change_no_score(real_llm):
+    passages = ["The ls command lists directory contents, sorted by name unless another order is asked for. " * 3,
+                "cp copies files and directories, preserving attributes when asked to. " * 3]
+    queries = [" list files in a folder", " copy a directory", " how do I sort files by size"]
+    requests = [ScoreRequest(context=ql_context(p, "find the command"), continuation=q, suffix=rc_question(),
+                             choices=RC_CHOICES) for p in passages for q in queries]
+    settings = (real_llm.share_prefixes, real_llm.batch_size)
+    try:
+        before = real_llm.counters["real_tokens"]
+        shared = real_llm.score(requests)
+        shared_tokens = real_llm.counters["real_tokens"] - before
+        real_llm.share_prefixes, real_llm.batch_size = False, 1
+        before = real_llm.counters["real_tokens"]
+        alone = real_llm.score(requests)
+        alone_tokens = real_llm.counters["real_tokens"] - before
+    finally:
+        real_llm.share_prefixes, real_llm.batch_size = settings
+    for a, b in zip(shared, alone):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-3) and a.num_tokens == b.num_tokens
+        assert a.choice_logprobs == pytest.approx(b.choice_logprobs, abs=1e-3)
+    # each passage is read once instead of three times
+    assert shared_tokens < 0.6 * alone_tokens

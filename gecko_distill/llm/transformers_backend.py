@@ -16,7 +16,7 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,12 @@ class TransformersLLM:
 
     Args:
         model: A model folder, a hub id (needs network), or a ``.gguf`` file.
-        batch_size: Requests per forward pass.
+        batch_size: At most this many sequences per forward pass.
+        batch_tokens: At most this many (padded) tokens per forward pass.
+        share_prefixes: Score requests that share a long token prefix (the same passage
+            read for several queries) by running the prefix once and reusing its KV cache.
+            Scores are unchanged; it only saves work.
+        min_shared_prefix: Shortest shared prefix, in tokens, worth a separate pass.
         max_length: Longer inputs are cut from the left of the context (logged).
         device: ``"cpu"``, ``"cuda"``… Default: CUDA if available.
         cache_dir: Where dequantised GGUF weights are kept. Default:
@@ -52,7 +57,10 @@ class TransformersLLM:
         self,
         model: str | Path,
         *,
-        batch_size: int = 8,
+        batch_size: int = 64,
+        batch_tokens: int = 4096,
+        share_prefixes: bool = True,
+        min_shared_prefix: int = 32,
         max_length: int = 2048,
         device: str | None = None,
         cache_dir: str | Path | None = None,
@@ -61,6 +69,9 @@ class TransformersLLM:
         torch = require("torch", "gecko-distill")
         transformers = require("transformers", "gecko-distill")
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
+        self.share_prefixes = share_prefixes
+        self.min_shared_prefix = min_shared_prefix
         self.max_length = max_length
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
@@ -81,6 +92,13 @@ class TransformersLLM:
             self._name += "+chat"
         self._torch = torch
         self._warned_multi_token: set[str] = set()
+        self._decoder = self.model.get_decoder()
+        # With sliding-window attention, padding counts towards the window: batches are kept
+        # within it so that padding never changes a score.
+        self._window = (getattr(self.model.config, "sliding_window", None) or max_length + 1) - 1
+        #: Work done so far, for benchmarks: forward passes, tokens fed (padded and real),
+        #: and positions that went through the output head.
+        self.counters = {"forward_passes": 0, "forward_tokens": 0, "real_tokens": 0, "head_positions": 0}
 
     @property
     def name(self) -> str:
@@ -90,12 +108,38 @@ class TransformersLLM:
     def score(self, requests: Sequence[ScoreRequest]) -> list[Score]:
         encoded = [self._encode_score(r) for r in requests]
         results: list[Score | None] = [None] * len(requests)
-        order = sorted(range(len(requests)), key=lambda i: len(encoded[i]["ids"]))  # length buckets
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
+        groups = _prefix_groups(encoded, self.min_shared_prefix, self._window) if self.share_prefixes else []
+        grouped = {i for _, members in groups for i in members}
+        singles = sorted((i for i in range(len(encoded)) if i not in grouped), key=lambda i: len(encoded[i]["ids"]))
+        for batch in _batches(singles, lambda b: self._fits([len(encoded[i]["ids"]) for i in b])):
             for i, score in zip(batch, self._score_batch([encoded[i] for i in batch])):
                 results[i] = score
+        groups.sort(key=lambda g: g[0])
+        for batch in _batches(groups, lambda b: self._fits_shared(b, encoded)):
+            members = [i for _, group in batch for i in group]
+            for i, score in zip(members, self._score_shared(batch, encoded)):
+                results[i] = score
         return results  # type: ignore[return-value]
+
+    def _fits(self, lengths: list[int]) -> bool:
+        """A left-padded batch stays within the row and token budgets, and within the
+        attention window unless all its rows have the same length."""
+        width = max(lengths)
+        return (
+            len(lengths) <= self.batch_size
+            and len(lengths) * width <= self.batch_tokens
+            and (width <= self._window or min(lengths) == width)
+        )
+
+    def _fits_shared(self, groups: list[tuple[int, list[int]]], encoded: list[dict[str, Any]]) -> bool:
+        prefix = max(length for length, _ in groups)
+        tails = [len(encoded[i]["ids"]) - length for length, members in groups for i in members]
+        return (
+            len(tails) <= self.batch_size
+            and len(groups) * prefix <= self.batch_tokens
+            and len(tails) * max(tails) <= self.batch_tokens
+            and prefix + max(tails) <= self._window
+        )
 
     def _encode_score(self, request: ScoreRequest) -> dict[str, Any]:
         tok = self.tokenizer
@@ -117,33 +161,90 @@ class TransformersLLM:
         return ids[0]
 
     def _score_batch(self, items: list[dict[str, Any]]) -> list[Score]:
-        torch = self._torch
+        """One left-padded forward pass over whole requests."""
         input_ids, attention_mask = self._left_pad([it["ids"] for it in items])
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        # Logits are needed from the token before the continuation up to the last position.
-        keep = max(it["n_cont"] + it["n_suffix"] + 1 for it in items)
+        with self._torch.inference_mode():
+            hidden = self._hidden(input_ids, attention_mask, position_ids)
+        return self._read_scores(hidden, input_ids, items)
+
+    def _score_shared(self, groups: list[tuple[int, list[int]]], encoded: list[dict[str, Any]]) -> list[Score]:
+        """Requests that share a long token prefix (e.g. the same passage): the prefixes run
+        once, and every member's remaining tokens run against a copy of its prefix's KV cache."""
+        torch = self._torch
+        prefix_ids, prefix_mask = self._left_pad([encoded[members[0]]["ids"][:length] for length, members in groups])
+        rows = torch.tensor([g for g, (_, members) in enumerate(groups) for _ in members], device=self.device)
+        items = [encoded[i] for _, members in groups for i in members]
+        tails = [encoded[i]["ids"][length:] for length, members in groups for i in members]
+        tail_ids, tail_mask = self._left_pad(tails)
+        self.counters["forward_passes"] += 1
         with torch.inference_mode():
-            logits = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=keep
-            ).logits.float()  # [batch, keep, vocab]
-            log_norm = torch.logsumexp(logits, dim=-1)  # [batch, keep]
-            total = input_ids.shape[1]
+            cache = self._decoder(
+                input_ids=prefix_ids,
+                attention_mask=prefix_mask,
+                position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0),
+                use_cache=True,
+            ).past_key_values
+            cache.batch_select_indices(rows)
+            mask = torch.cat([prefix_mask[rows], tail_mask], dim=1)
+            positions = prefix_mask[rows].sum(-1, keepdim=True) + (tail_mask.cumsum(-1) - 1).clamp(min=0)
+            hidden = self._hidden(tail_ids, mask, positions, cache)
+        self.counters["forward_tokens"] += int(prefix_ids.numel())
+        self.counters["real_tokens"] += int(prefix_mask.sum())
+        return self._read_scores(hidden, tail_ids, items)
+
+    def _hidden(self, input_ids, attention_mask, position_ids, cache=None):
+        self.counters["forward_passes"] += 1
+        self.counters["forward_tokens"] += int(input_ids.numel())
+        self.counters["real_tokens"] += int(attention_mask[:, -input_ids.shape[1] :].sum())
+        return self._decoder(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache, use_cache=cache is not None
+        ).last_hidden_state
+
+    def _read_scores(self, hidden, input_ids, items: list[dict[str, Any]]) -> list[Score]:
+        """Log-probabilities at the positions each request needs, and only there: the
+        output head runs on those hidden states alone (gemma-3's head has 262k rows)."""
+        torch = self._torch
+        width = input_ids.shape[1]
+        rows, positions, spans = [], [], []
+        for row, it in enumerate(items):
+            n_cont, n_suffix = it["n_cont"], it["n_suffix"]
+            # the token at position j is predicted by the hidden state at j - 1
+            first = width - n_suffix - n_cont - 1
+            wanted = list(range(first, first + n_cont)) + [width - 1]
+            spans.append((len(positions), n_cont))
+            rows += [row] * len(wanted)
+            positions += wanted
+        with torch.inference_mode():
+            rows_t = torch.tensor(rows, device=hidden.device)
+            positions_t = torch.tensor(positions, device=hidden.device)
+            logits = self._head(hidden[rows_t, positions_t]).float()  # [needed, vocab]
+            logprobs_norm = torch.logsumexp(logits, dim=-1)
+            self.counters["head_positions"] += len(positions)
             scores = []
-            for row, it in enumerate(items):
-                n_cont, n_suffix = it["n_cont"], it["n_suffix"]
-                logprob = 0.0
-                if n_cont:
-                    # token at absolute position j is predicted by the logits at j - 1
-                    targets = input_ids[row, total - n_suffix - n_cont : total - n_suffix]
-                    first = keep - 1 - n_suffix - n_cont
-                    rows = logits[row, first : first + n_cont]
-                    picked = rows.gather(-1, targets[:, None]).squeeze(-1) - log_norm[row, first : first + n_cont]
-                    logprob = float(picked.sum())
-                choice_lp = tuple(float(logits[row, -1, c] - log_norm[row, -1]) for c in it["choices"])
+            for row, (it, (start, n_cont)) in enumerate(zip(items, spans)):
+                targets = input_ids[row, width - it["n_suffix"] - n_cont : width - it["n_suffix"]]
+                picked = logits[start : start + n_cont].gather(-1, targets[:, None]).squeeze(-1)
+                logprob = float((picked - logprobs_norm[start : start + n_cont]).sum()) if n_cont else 0.0
+                last = start + n_cont
+                choice_lp = tuple(float(logits[last, c] - logprobs_norm[last]) for c in it["choices"])
                 scores.append(
                     Score(logprob=logprob, num_tokens=n_cont, choice_logprobs=choice_lp, prompt_tokens=len(it["ids"]))
                 )
         return scores
+
+    def _head(self, hidden):
+        """The output head, with the logit transforms some architectures apply after it."""
+        config = self.model.config
+        logits = self.model.get_output_embeddings()(hidden)
+        if getattr(config, "logit_scale", None):  # Cohere
+            logits = logits * config.logit_scale
+        if getattr(config, "logits_scaling", None):  # Granite
+            logits = logits / config.logits_scaling
+        cap = getattr(config, "final_logit_softcapping", None)  # Gemma 2
+        if cap:
+            logits = self._torch.tanh(logits / cap) * cap
+        return logits
 
     def _left_pad(self, sequences: list[list[int]]):
         torch = self._torch
@@ -159,22 +260,22 @@ class TransformersLLM:
     # -- generation --------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         results: list[Generation | None] = [None] * len(requests)
-        # Requests that share decoding settings are batched together.
+        prompts = [self._prompt_ids(r.prompt)[-self.max_length :] for r in requests]
+        # Requests that share decoding settings are batched together, by length.
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault((r.max_new_tokens, r.temperature, r.stop), []).append(i)
-        for indices in groups.values():
-            indices.sort(key=lambda i: len(requests[i].prompt))
-            for start in range(0, len(indices), self.batch_size):
-                batch = indices[start : start + self.batch_size]
-                for i, gen in zip(batch, self._generate_batch([requests[i] for i in batch])):
+        for (max_new_tokens, *_), indices in groups.items():
+            indices.sort(key=lambda i: len(prompts[i]))
+            for batch in _batches(indices, lambda b: self._fits([len(prompts[i]) + max_new_tokens for i in b])):
+                generations = self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch])
+                for i, gen in zip(batch, generations):
                     results[i] = gen
         return results  # type: ignore[return-value]
 
-    def _generate_batch(self, batch: list[GenerationRequest]) -> list[Generation]:
+    def _generate_batch(self, batch: list[GenerationRequest], sequences: list[list[int]]) -> list[Generation]:
         torch = self._torch
         first = batch[0]
-        sequences = [self._prompt_ids(r.prompt)[-self.max_length :] for r in batch]
         input_ids, attention_mask = self._left_pad(sequences)
         kwargs: dict[str, Any] = {"max_new_tokens": first.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
         if first.temperature > 0:
@@ -205,6 +306,54 @@ class TransformersLLM:
             [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
         )
         return self.tokenizer(text, add_special_tokens=False).input_ids
+
+
+def _prefix_groups(encoded: list[dict[str, Any]], min_shared: int, window: int) -> list[tuple[int, list[int]]]:
+    """Groups of two or more requests whose token ids share a prefix of ``min_shared`` tokens
+    or more, as (shared length, member indices). The shared part always ends before the first
+    position whose log-probabilities are read, and each group fits the attention window."""
+    order = sorted(range(len(encoded)), key=lambda i: encoded[i]["ids"])
+    groups: list[tuple[int, list[int]]] = []
+
+    def readable_from(i: int) -> int:  # the first position whose hidden state is needed
+        it = encoded[i]
+        return len(it["ids"]) - it["n_cont"] - it["n_suffix"] - 1
+
+    shared, members = 0, [order[0]] if order else []
+    for i in order[1:]:
+        first, ids = encoded[members[0]]["ids"], encoded[i]["ids"]
+        common = _common_prefix(first, ids, min(readable_from(i), shared if len(members) > 1 else readable_from(members[0])))
+        longest = max(len(encoded[m]["ids"]) for m in [*members, i])
+        if common >= min_shared and longest <= window:
+            shared, members = common, [*members, i]
+            continue
+        if len(members) > 1:
+            groups.append((shared, members))
+        shared, members = 0, [i]
+    if len(members) > 1:
+        groups.append((shared, members))
+    return groups
+
+
+def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    n = 0
+    for x, y in zip(a[:limit], b[:limit]):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _batches(items: list, fits: Callable[[list], bool]) -> Iterator[list]:
+    """Consecutive runs of ``items``, each as long as ``fits`` allows (at least one item)."""
+    batch: list = []
+    for item in items:
+        if batch and not fits([*batch, item]):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
 
 
 def _dequantised(gguf_path: Path, cache_root: Path) -> tuple[str, str]:
