@@ -22,7 +22,10 @@ class GenerateConfig(_Config):
     Attributes:
         queries_per_passage: Samples per passage; more than one needs ``temperature > 0``.
         temperature: 0 decodes greedily.
-        num_examples: Few-shot examples shown per prompt, drawn (per passage, seeded) from
+        few_shot_sets: Distinct sets of few-shot examples; each passage's prompt uses one,
+            picked by a hash of its id. Passages with the same set share the prompt's
+            prefix, which a local backend then computes once per call.
+        num_examples: Few-shot examples shown per prompt, drawn (per set, seeded) from
             the pool of task types so that prompts mix task types.
         max_new_tokens: Generation budget for the task and query.
         max_passage_words: Passages are cut to this many words in the prompt (counted).
@@ -38,6 +41,7 @@ class GenerateConfig(_Config):
 
     queries_per_passage: int = Field(default=1, ge=1)
     temperature: float = Field(default=0.0, ge=0.0)
+    few_shot_sets: int = Field(default=16, ge=1)
     num_examples: int = Field(default=4, ge=1, le=16)
     max_new_tokens: int = Field(default=48, ge=8)
     max_passage_words: int = Field(default=160, ge=16)

@@ -12,6 +12,7 @@ tasks mix types across the corpus. A degenerate output is re-sampled (``max_atte
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import re
@@ -27,13 +28,13 @@ from .llm.base import LLM, GenerationRequest
 from .prompts import FEW_SHOT_POOL, generation_prompt
 from .records import GeneratedQuery, Passage
 
-__all__ = ["generate", "parse_generation", "truncate_words"]
+__all__ = ["few_shot_set", "generate", "parse_generation", "truncate_words"]
 
 logger = logging.getLogger(__name__)
 
 _STOP = ("\n\n", "\nPassage:")
 _WORDS = re.compile(r"\w+", re.UNICODE)
-_BATCH = 8  # passages per LLM call, and the checkpoint step
+_BATCH = 32  # passages per LLM call, and the checkpoint step
 _COPY_NGRAM = 8  # a run of this many passage words in the query marks a copy
 _EXAMPLE_QUERIES = frozenset(" ".join(_WORDS.findall(e.query.lower())) for e in FEW_SHOT_POOL)
 
@@ -71,6 +72,9 @@ def generate(
     retried = 0
     if not checkpoint.complete:
         items = {_query_id(p, k): (p, k) for p in passages for k in range(config.queries_per_passage)}
+        # Prompts with the same few-shot set share their prefix: asked together, a local
+        # backend computes it once.
+        items = dict(sorted(items.items(), key=lambda kv: few_shot_set(kv[1][0], kv[1][1], 0, config)))
         retried = generate_with_resampling(llm, items, _resampling(config), checkpoint, usage)
     stats = {
         "passages": len(passages),
@@ -105,10 +109,23 @@ def _resampling(config: GenerateConfig) -> Resampling[tuple[Passage, int], Gener
     )
 
 
+def few_shot_set(passage: Passage, k: int, attempt: int, config: GenerateConfig) -> int:
+    """Which of the ``config.few_shot_sets`` example sets the prompt for sample ``k`` of a
+    passage uses (a re-sample draws another one). Stable across runs and resumes.
+
+    Example:
+        >>> cfg = GenerateConfig(few_shot_sets=4)
+        >>> few_shot_set(Passage(id="ls", text="list directory contents"), 0, 0, cfg) in range(4)
+        True
+    """
+    key = f"{config.seed}:{passage.id}:{k}:{attempt}" if attempt else f"{config.seed}:{passage.id}:{k}"
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % config.few_shot_sets
+
+
 def _request(passage: Passage, k: int, attempt: int, config: GenerateConfig) -> GenerationRequest:
     """The prompt for sample ``k`` of a passage; a re-sample draws other examples and samples."""
     text, _ = truncate_words(passage.text, config.max_passage_words)
-    rng = random.Random(f"{config.seed}:{passage.id}:{k}:{attempt}" if attempt else f"{config.seed}:{passage.id}:{k}")
+    rng = random.Random(f"{config.seed}:shots:{few_shot_set(passage, k, attempt, config)}")
     return GenerationRequest(
         prompt=generation_prompt(text, rng, config.num_examples),
         max_new_tokens=config.max_new_tokens,

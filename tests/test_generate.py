@@ -55,7 +55,7 @@ def test_generate_keeps_good_queries_and_counts_skips(caplog):
     passages = [Passage(id=f"p{i}", text=f"{PASSAGE} Variant {i}.") for i in range(4)]
     llm = FakeLLM(replies=[" find files\nQuery: how do I list files", "garbage", " find it\nQuery: ls",
                            " find files\nQuery: show directory contents"])
-    result = generate(passages, llm, GenerateConfig(max_attempts=1))
+    result = generate(passages, llm, GenerateConfig(max_attempts=1, few_shot_sets=1))
     assert [(q.id, q.passage_id, q.query) for q in result.records] == [
         ("p0#0", "p0", "how do I list files"), ("p3#0", "p3", "show directory contents")]
     assert result.skip_counts == {"unparseable": 1, "too_short": 1}

@@ -129,3 +129,16 @@ def test_shared_prefixes_save_work_and_change_no_score(real_llm):
         assert a.choice_logprobs == pytest.approx(b.choice_logprobs, abs=1e-3)
     # each passage is read once instead of three times
     assert shared_tokens < 0.6 * alone_tokens
+
+
+def test_generation_around_a_shared_few_shot_prefix_writes_the_same_text(real_llm):
+    shots = "Passage: Paris is the capital of France.\nQuery: what is the capital of France\n\n" * 4
+    requests = [GenerationRequest(prompt=shots + f"Passage: {p}\nQuery:", max_new_tokens=8, stop=("\n",))
+                for p in ("Berlin is the capital of Germany.", "Geckos can climb glass walls.")]
+    shared = real_llm.generate(requests)
+    real_llm.share_prefixes = False
+    try:
+        alone = real_llm.generate(requests)
+    finally:
+        real_llm.share_prefixes = True
+    assert [g.text for g in shared] == [g.text for g in alone] and all(g.text.strip() for g in shared)

@@ -40,6 +40,9 @@ class TransformersLLM:
             read for several queries) by running the prefix once and reusing its KV cache.
             Scores are unchanged; it only saves work.
         min_shared_prefix: Shortest shared prefix, in tokens, worth a separate pass.
+        max_padding: Largest share of padding in a batch. On a CPU a single sequence already
+            keeps the matrix units busy, so padding is pure waste; length-sorted requests
+            still form full batches within a small tolerance.
         max_length: Longer inputs are cut from the left of the context (logged).
         device: ``"cpu"``, ``"cuda"``… Default: CUDA if available.
         cache_dir: Where dequantised GGUF weights are kept. Default:
@@ -61,6 +64,7 @@ class TransformersLLM:
         batch_tokens: int = 4096,
         share_prefixes: bool = True,
         min_shared_prefix: int = 32,
+        max_padding: float = 0.1,
         max_length: int = 2048,
         device: str | None = None,
         cache_dir: str | Path | None = None,
@@ -72,6 +76,7 @@ class TransformersLLM:
         self.batch_tokens = batch_tokens
         self.share_prefixes = share_prefixes
         self.min_shared_prefix = min_shared_prefix
+        self.max_padding = max_padding
         self.max_length = max_length
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
@@ -121,22 +126,26 @@ class TransformersLLM:
                 results[i] = score
         return results  # type: ignore[return-value]
 
-    def _fits(self, lengths: list[int]) -> bool:
-        """A left-padded batch stays within the row and token budgets, and within the
-        attention window unless all its rows have the same length."""
+    def _fits(self, lengths: list[int], exact: bool = True) -> bool:
+        """A left-padded batch stays within the row, token and padding budgets, and (when
+        scores must not depend on padding) within the attention window unless all its rows
+        have the same length."""
         width = max(lengths)
         return (
             len(lengths) <= self.batch_size
             and len(lengths) * width <= self.batch_tokens
-            and (width <= self._window or min(lengths) == width)
+            and len(lengths) * width - sum(lengths) <= self.max_padding * len(lengths) * width
+            and (not exact or width <= self._window or min(lengths) == width)
         )
 
     def _fits_shared(self, groups: list[tuple[int, list[int]]], encoded: list[dict[str, Any]]) -> bool:
-        prefix = max(length for length, _ in groups)
+        prefixes = [length for length, _ in groups]
+        prefix = max(prefixes)
         tails = [len(encoded[i]["ids"]) - length for length, members in groups for i in members]
         return (
             len(tails) <= self.batch_size
             and len(groups) * prefix <= self.batch_tokens
+            and len(groups) * prefix - sum(prefixes) <= self.max_padding * len(groups) * prefix
             and len(tails) * max(tails) <= self.batch_tokens
             and prefix + max(tails) <= self._window
         )
@@ -261,22 +270,39 @@ class TransformersLLM:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         results: list[Generation | None] = [None] * len(requests)
         prompts = [self._prompt_ids(r.prompt)[-self.max_length :] for r in requests]
-        # Requests that share decoding settings are batched together, by length.
-        groups: dict[tuple, list[int]] = {}
+        # Requests that share decoding settings are batched together: those that share a long
+        # prefix (the same few-shot examples) around one KV cache of it, the others by length.
+        settings: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.max_new_tokens, r.temperature, r.stop), []).append(i)
-        for (max_new_tokens, *_), indices in groups.items():
-            indices.sort(key=lambda i: len(prompts[i]))
-            for batch in _batches(indices, lambda b: self._fits([len(prompts[i]) + max_new_tokens for i in b])):
-                generations = self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch])
-                for i, gen in zip(batch, generations):
-                    results[i] = gen
+            settings.setdefault((r.max_new_tokens, r.temperature, r.stop), []).append(i)
+        for (max_new_tokens, *_), indices in settings.items():
+            encoded = [{"ids": prompts[i], "n_cont": 0, "n_suffix": 0} for i in indices]
+            groups = _prefix_groups(encoded, self.min_shared_prefix, self.max_length) if self.share_prefixes else []
+            grouped = {m for _, members in groups for m in members}
+            groups += [(0, [m]) for m in sorted(set(range(len(indices))) - grouped, key=lambda m: len(prompts[indices[m]]))]
+            for shared, members in groups:
+                tails = lambda b: [len(prompts[indices[m]]) - shared + max_new_tokens for m in b]  # noqa: E731
+                for batch in _batches(members, lambda b: self._fits(tails(b), exact=False)):
+                    rows = [indices[m] for m in batch]
+                    generations = self._generate_batch([requests[i] for i in rows], [prompts[i] for i in rows], shared)
+                    for i, gen in zip(rows, generations):
+                        results[i] = gen
         return results  # type: ignore[return-value]
 
-    def _generate_batch(self, batch: list[GenerationRequest], sequences: list[list[int]]) -> list[Generation]:
+    def _generate_batch(self, batch: list[GenerationRequest], sequences: list[list[int]], shared: int) -> list[Generation]:
+        """Generate for one batch; the first ``shared`` tokens are the same in every prompt,
+        and their KV cache is computed once and copied to every row."""
         torch = self._torch
         first = batch[0]
-        input_ids, attention_mask = self._left_pad(sequences)
+        tail_ids, tail_mask = self._left_pad([seq[shared:] for seq in sequences])
+        input_ids, attention_mask, cache = tail_ids, tail_mask, None
+        with torch.inference_mode():
+            if shared:
+                prefix = torch.tensor([sequences[0][:shared]], device=self.device)
+                cache = self._decoder(input_ids=prefix, use_cache=True).past_key_values
+                cache.batch_repeat_interleave(len(batch))
+                input_ids = torch.cat([prefix.expand(len(batch), -1), tail_ids], dim=1)
+                attention_mask = torch.cat([torch.ones_like(input_ids[:, :shared]), tail_mask], dim=1)
         kwargs: dict[str, Any] = {"max_new_tokens": first.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
         if first.temperature > 0:
             seed = int(hashlib.sha256(repr([(r.prompt, r.sample_index) for r in batch]).encode()).hexdigest()[:8], 16)
@@ -286,6 +312,8 @@ class TransformersLLM:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if first.stop:
             kwargs.update(stop_strings=list(first.stop), tokenizer=self.tokenizer)
+        if cache is not None:
+            kwargs["past_key_values"] = cache
         with torch.inference_mode():
             output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         new_tokens = output[:, input_ids.shape[1] :]
