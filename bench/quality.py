@@ -68,6 +68,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dims", type=int, nargs="+", default=None, help="dims to evaluate (default: 384 256 128 64)")
     p.add_argument("--task", default=MANPAGES_TASK, help="task description of Gecko-format test queries")
     p.add_argument("--seed", type=int, default=0, help="seeds the passage sample")
+    p.add_argument("--relabel-batch", type=int, default=RelabelConfig().batch_size,
+                   help="queries relabelled per backend call (bigger: more shared passages read once)")
     return p.parse_args()
 
 
@@ -81,7 +83,9 @@ def sample_passages(beir: Path, n: int, seed: int) -> list:
 def run_variant(name: str, args: argparse.Namespace, passages: list, llm: CachedLLM, embedder, eval_config: EvalConfig) -> dict:
     fret_dir, model_dir = args.out / "fret" / name, args.out / "models" / name
     config = FRetConfig(
-        generate=GenerateConfig(), retrieve=RetrieveConfig(top_n=args.top_n), relabel=VARIANTS[name]
+        generate=GenerateConfig(),
+        retrieve=RetrieveConfig(top_n=args.top_n),
+        relabel=VARIANTS[name].model_copy(update={"batch_size": args.relabel_batch}),
     )
     started = time.perf_counter()
     fret = build_fret(passages, llm=llm, embedder=embedder, config=config, output_dir=fret_dir)
