@@ -117,3 +117,42 @@ def test_failed_scores_skip_the_query_and_too_few_candidates_are_skipped():
     assert relabel([candidates()], PASSAGES, Failing()).skip_counts == {"llm_error": 1}
     short = RankedCandidates(query=QUERY, candidates=candidates().candidates[:2])
     assert relabel([short], PASSAGES, FakeLLM()).skip_counts == {"too_few_candidates": 1}
+
+
+def many_queries(n: int) -> list[RankedCandidates]:
+    orders = [("seed", "best", "mid", "off"), ("seed", "off", "mid"), ("seed", "mid", "best", "off")]
+    return [
+        RankedCandidates(query=QUERY.model_copy(update={"id": f"seed#{i}", "query": f"how do geckos climb {i}"}),
+                         candidates=[Candidate(passage_id=p, retrieval_score=1 - j / 10) for j, p in enumerate(orders[i % 3])])
+        for i in range(n)
+    ]
+
+
+def test_chunks_of_queries_go_to_the_backend_in_one_call_and_change_no_result():
+    items = many_queries(7)
+
+    class Counting(FakeLLM):
+        calls = 0
+
+        def score(self, requests):
+            Counting.calls += 1
+            return super().score(requests)
+
+    one_by_one = relabel(items, PASSAGES, FakeLLM(), RelabelConfig(batch_size=1)).records
+    chunked = relabel(items, PASSAGES, Counting(), RelabelConfig(batch_size=4)).records
+    assert chunked == one_by_one and [e.id for e in chunked] == [i.query.id for i in items]
+    assert Counting.calls == 2
+
+
+def test_overlapping_chunks_cover_every_query_once_and_group_shared_candidates():
+    from gecko_distill.relabel import overlapping_chunks
+
+    def item(qid, *pids):
+        return RankedCandidates(query=QUERY.model_copy(update={"id": qid}),
+                                candidates=[Candidate(passage_id=p, retrieval_score=0.0) for p in pids])
+
+    items = [item("a", "p1", "p2"), item("b", "p7", "p8"), item("c", "p3", "p4"), item("d", "p2", "p3"),
+             item("e", "p8", "p9"), item("f", "p1", "p4")]
+    chunks = [[i.query.id for i in chunk] for chunk in overlapping_chunks(items, 3)]
+    assert sorted(q for chunk in chunks for q in chunk) == list("abcdef")
+    assert chunks[0] == ["a", "d", "c"] and set(chunks[1]) == {"b", "e", "f"}
