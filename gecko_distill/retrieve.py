@@ -5,6 +5,10 @@ Queries are embedded as ``task: {task} | query: {query}`` and passages as
 searched by inner product (cosine). The seed passage is always among a query's candidates: if
 the embedder did not retrieve it, it replaces the N-th candidate. Passages whose text repeats
 an earlier one are never candidates.
+
+The search is exact up to ``RetrieveConfig.exact_up_to`` passages and approximate (IVF, tuned
+and checked against exact search) above, in chunks of queries (:mod:`gecko_distill.index`).
+Embeddings are cached on disk by embedder and text (:mod:`gecko_distill.embedding_cache`).
 """
 
 from __future__ import annotations
@@ -12,18 +16,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from ._io import StageCheckpoint, StageResult, progress_enabled
-from ._lazy import require
+import numpy as np
+
+from ._io import StageCheckpoint, StageResult, progress
 from .config import RetrieveConfig
-from .encoding import encode_documents, encode_queries, format_documents, load_model
+from .embedding_cache import ENCODE_CHUNK, EmbeddingCache, embedder_identity
+from .encoding import _encode, format_documents, format_queries, load_model
 from .errors import InputError
+from .index import build_index, choose_index, search, tune_and_measure
 from .records import Candidate, GeneratedQuery, Passage, RankedCandidates
 
 __all__ = ["retrieve", "embedder_name"]
 
 logger = logging.getLogger(__name__)
+
+RECALL_WARN_BELOW = 0.9
+"""An approximate index whose measured recall@N is below this (or below ``target_recall``, if
+that is lower) is reported with a warning."""
 
 
 def embedder_name(embedder: Any) -> str:
@@ -41,8 +53,14 @@ def retrieve(
     config: RetrieveConfig | None = None,
     *,
     checkpoint: StageCheckpoint[RankedCandidates] | None = None,
+    embedding_cache: EmbeddingCache | str | Path | Literal[False] | None = None,
 ) -> StageResult[RankedCandidates]:
     """Find ``config.top_n`` candidate passages for each query.
+
+    Up to ``config.exact_up_to`` distinct passages the search is exact; above, an IVF index
+    (or the one ``config.index`` names) is tuned and its recall@N against exact search is
+    measured on sampled queries (see :mod:`gecko_distill.index`). Embeddings are cached on disk
+    (see :mod:`gecko_distill.embedding_cache`), so a rerun encodes only new texts.
 
     Args:
         queries: Generated queries; each ``passage_id`` must be in ``passages``.
@@ -50,11 +68,17 @@ def retrieve(
         embedder: A ``SentenceTransformer``, a model path, or ``None`` for the offline default.
         config: Stage settings; defaults to :class:`RetrieveConfig()`.
         checkpoint: Where the result is kept; in memory if omitted.
+        embedding_cache: An :class:`~gecko_distill.embedding_cache.EmbeddingCache` or its
+            folder; ``None`` for the default folder (``<cache_dir>/embeddings``), ``False``
+            to encode everything afresh and store nothing.
 
     Returns:
         One :class:`RankedCandidates` per query (candidates in retrieval order), and
-        statistics: how often the embedder itself ranked the seed in the top N, and how many
-        passages were longer than the embedder's input limit (and so truncated by it).
+        statistics: how often the embedder itself ranked the seed in the top N, how many
+        passages were longer than the embedder's input limit (and so truncated by it), the
+        index used (``index``) and its recall@N against exact search
+        (``index_recall_at_n``: 1.0 for exact search; ``index_recall_queries`` queries
+        measured), and the embedding cache's hits and misses (texts).
 
     Raises:
         InputError: A query names a passage id that is not in ``passages``.
@@ -65,46 +89,69 @@ def retrieve(
         ...             Passage(id="rm", text="remove files or directories")]
         >>> query = GeneratedQuery(id="ls#0", passage_id="ls", task="find the command", query="show files in a folder")
         >>> result = retrieve([query], passages, config=RetrieveConfig(top_n=2))
-        >>> [c.passage_id for c in result.records[0].candidates][0]
-        'ls'
+        >>> [c.passage_id for c in result.records[0].candidates][0], result.stats["index"]
+        ('ls', 'Flat')
     """
     config = config or RetrieveConfig()
     checkpoint = checkpoint or StageCheckpoint("retrieve", RankedCandidates, key=lambda r: r.query.id)
     started = time.perf_counter()
     if checkpoint.complete:
         return checkpoint.finish([q.id for q in queries], {})
-    unique = _unique_passages(passages)
-    position = {p.id: i for i, p in enumerate(unique)}
-    all_ids = {p.id for p in passages}
+    unique, position = _unique_passages(passages)
     for q in queries:
-        if q.passage_id not in all_ids:
+        if q.passage_id not in position:
             raise InputError(f"query {q.id!r}: its seed passage {q.passage_id!r} is not in the corpus")
+    done = checkpoint.done_ids
+    pending = [q for q in queries if q.id not in done]
     top_n = min(config.top_n, len(unique))
     model = load_model(embedder)
-    faiss = require("faiss", "faiss-cpu")
+    cache = _open_cache(embedding_cache)
+    identity = embedder_identity(model) if cache is not None else None
+    model_id = f"{identity}|normalized" if identity is not None else None  # retrieve always normalises
+    if cache is not None and model_id is None:
+        logger.info("retrieve: cannot identify the embedder %s, so its embeddings are not cached", type(model).__name__)
+        cache = None
+    hits_before, misses_before = (cache.hits, cache.misses) if cache is not None else (0, 0)
 
-    logger.info("retrieve: embedding %d passages and %d queries", len(unique), len(queries))
-    shown = progress_enabled()
-    doc_vectors = encode_documents(model, unique, batch_size=config.batch_size, show_progress_bar=shown)
-    query_vectors = encode_queries(
-        model, [(q.task, q.query) for q in queries], batch_size=config.batch_size, show_progress_bar=shown
-    )
-    index = faiss.IndexFlatIP(doc_vectors.shape[1])
-    index.add(doc_vectors)
-    scores, neighbours = index.search(query_vectors, top_n)
+    logger.info("retrieve: embedding %d passages and %d queries", len(unique), len(pending))
+    documents = format_documents(unique)
+    encode = _encoder(model, config.batch_size)
+    doc_vectors = _embed(documents, encode, cache, model_id, "passages")
+    query_vectors = _embed(format_queries([(q.task, q.query) for q in pending]), encode, cache, model_id, "queries")
+    cache_stats = {"embedding_cache_hits": 0, "embedding_cache_misses": len(documents) + len(pending)}
+    if cache is not None:
+        cache_stats["embedding_cache_hits"] = cache.hits - hits_before
+        cache_stats["embedding_cache_misses"] = cache.misses - misses_before
+        logger.info(
+            "retrieve: embedding cache %s: %d hits, %d misses",
+            cache.path(model_id),
+            cache_stats["embedding_cache_hits"],
+            cache_stats["embedding_cache_misses"],
+        )
+
+    kind = choose_index(len(unique), config)
+    index, description = build_index(doc_vectors, config, kind)
+    recall, measured = 1.0, 0
+    if kind != "flat" and pending:
+        check = tune_and_measure(index, description, doc_vectors, query_vectors, top_n, config)
+        description, recall, measured = check.description, check.recall, check.sample
+        level = logging.WARNING if recall < min(RECALL_WARN_BELOW, config.target_recall) else logging.INFO
+        logger.log(
+            level,
+            "retrieve: %s over %d passages: recall@%d %.3f against exact search on %d sampled queries",
+            description, len(unique), top_n, recall, measured,
+        )
+    scores, neighbours = search(index, query_vectors, top_n) if pending else (None, None)
 
     seed_retrieved = 0
-    for row, query in enumerate(queries):
-        if query.id in checkpoint.done_ids:
-            continue
-        seed = position.get(query.passage_id)
-        if seed is None:  # the seed's text repeats another passage: that one stands for it
-            seed = position[_canonical_id(passages, query.passage_id)]
+    for row, query in enumerate(pending):
+        seed = position[query.passage_id]  # a seed whose text repeats an earlier passage: that one stands for it
         hits = [(int(i), float(s)) for i, s in zip(neighbours[row], scores[row]) if i >= 0]
         if any(i == seed for i, _ in hits):
             seed_retrieved += 1
         else:
-            hits[-1] = (seed, float(doc_vectors[seed] @ query_vectors[row]))
+            forced = (seed, float(doc_vectors[seed] @ query_vectors[row]))
+            hits = [*hits, forced] if len(hits) < top_n else [*hits[:-1], forced]
         candidates = [Candidate(passage_id=unique[i].id, retrieval_score=s) for i, s in hits]
         checkpoint.add(RankedCandidates(query=query, candidates=candidates))
     max_tokens = getattr(model, "max_seq_length", None)
@@ -112,32 +159,65 @@ def retrieve(
         "queries": len(queries),
         "passages_indexed": len(unique),
         "top_n": top_n,
-        "seed_in_top_n": round(seed_retrieved / max(len(queries), 1), 4),
-        "passages_truncated_by_embedder": _count_over_limit(model, format_documents(unique), max_tokens),
+        "seed_in_top_n": round(seed_retrieved / max(len(pending), 1), 4),
+        "passages_truncated_by_embedder": _count_over_limit(model, documents, max_tokens),
+        "index": description,
+        "index_recall_at_n": recall,
+        "index_recall_queries": measured,
+        **cache_stats,
         "wall_time_s": time.perf_counter() - started,
     }
     return checkpoint.finish([q.id for q in queries], stats, config)
 
 
-def _unique_passages(passages: Sequence[Passage]) -> list[Passage]:
-    seen: set[str] = set()
-    unique = []
+def _open_cache(embedding_cache: EmbeddingCache | str | Path | Literal[False] | None) -> EmbeddingCache | None:
+    if embedding_cache is False:
+        return None
+    if isinstance(embedding_cache, EmbeddingCache):
+        return embedding_cache
+    return EmbeddingCache(embedding_cache)
+
+
+def _encoder(model: Any, batch_size: int):
+    def encode(texts: list[str]) -> np.ndarray:
+        return _encode(model, texts, {"batch_size": batch_size, "show_progress_bar": False})
+
+    return encode
+
+
+def _embed(texts: list[str], encode, cache: EmbeddingCache | None, model_id: str | None, what: str) -> np.ndarray:
+    """Vectors of ``texts``, through the cache when there is one, encoded in chunks."""
+    with progress(len(texts), f"retrieve: embedding {what}", "text") as bar:
+        if cache is not None and model_id is not None:
+            return cache.embed(model_id, texts, encode, on_chunk=bar.update)
+        chunks = []
+        for start in range(0, len(texts), ENCODE_CHUNK):
+            chunks.append(encode(texts[start : start + ENCODE_CHUNK]))
+            bar.update(len(chunks[-1]))
+        return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+
+
+def _unique_passages(passages: Sequence[Passage]) -> tuple[list[Passage], dict[str, int]]:
+    """Passages whose text (case and whitespace aside) is new, and the position among them
+    that stands for each passage id (a repeated text maps to its first occurrence)."""
+    first: dict[str, int] = {}
+    unique: list[Passage] = []
+    position: dict[str, int] = {}
     for p in passages:
         key = " ".join(p.text.split()).lower()
-        if key not in seen:
-            seen.add(key)
+        if key not in first:
+            first[key] = len(unique)
             unique.append(p)
-    return unique
+        position.setdefault(p.id, first[key])
+    return unique, position
 
 
-def _canonical_id(passages: Sequence[Passage], passage_id: str) -> str:
-    text = next(" ".join(p.text.split()).lower() for p in passages if p.id == passage_id)
-    return next(p.id for p in passages if " ".join(p.text.split()).lower() == text)
-
-
-def _count_over_limit(model: Any, texts: list[str], max_tokens: int | None) -> int:
+def _count_over_limit(model: Any, texts: list[str], max_tokens: int | None, chunk: int = ENCODE_CHUNK) -> int:
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None or not max_tokens:
         return 0
-    lengths = tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
-    return sum(len(ids) > max_tokens for ids in lengths)
+    over = 0
+    for start in range(0, len(texts), chunk):
+        lengths = tokenizer(texts[start : start + chunk], add_special_tokens=True, truncation=False)["input_ids"]
+        over += sum(len(ids) > max_tokens for ids in lengths)
+    return over

@@ -3,6 +3,11 @@ import pytest
 from gecko_distill import GeneratedQuery, InputError, Passage, RetrieveConfig, retrieve
 
 
+@pytest.fixture(autouse=True)
+def _private_embedding_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GECKO_DISTILL_CACHE", str(tmp_path / "cache"))
+
+
 def q(pid: str, text: str, task: str = "Given a question, retrieve passages that answer it") -> GeneratedQuery:
     return GeneratedQuery(id=f"{pid}#0", passage_id=pid, task=task, query=text)
 
@@ -47,3 +52,28 @@ def test_passages_longer_than_the_embedder_limit_are_counted(embedder):
     passages = [Passage(id="long", text="word " * 600), Passage(id="s1", text="short one"), Passage(id="s2", text="short two")]
     result = retrieve([q("s1", "short")], passages, embedder, RetrieveConfig(top_n=3))
     assert result.stats["passages_truncated_by_embedder"] == 1
+
+
+def test_a_rerun_reads_every_embedding_from_the_cache(pydoc_passages, embedder, tmp_path):
+    passages = pydoc_passages[80:110]
+    queries = [q(p.id, " ".join(p.text.split()[:6])) for p in passages[:10]]
+    first = retrieve(queries, passages, embedder, RetrieveConfig(top_n=4))
+    assert (first.stats["embedding_cache_hits"], first.stats["embedding_cache_misses"]) == (0, 40)
+    again = retrieve(queries, passages, embedder, RetrieveConfig(top_n=4))
+    assert (again.stats["embedding_cache_hits"], again.stats["embedding_cache_misses"]) == (40, 0)
+    assert again.records == first.records
+    assert len(list((tmp_path / "cache" / "embeddings").glob("*.sqlite"))) == 1
+
+
+def test_approximate_index_keeps_the_seed_and_reports_recall(pydoc_passages, embedder):
+    passages = pydoc_passages[100:170]
+    queries = [q(p.id, " ".join(p.text.split()[:6])) for p in passages[::4]]
+    config = RetrieveConfig(top_n=5, exact_up_to=40, ivf_nlist=4)
+    result = retrieve(queries, passages, embedder, config)
+    assert result.stats["index"].startswith("IVF4,Flat nprobe=") and 0 <= result.stats["index_recall_at_n"] <= 1
+    first = {}  # a seed whose text repeats an earlier passage is stood in for by that one
+    stand_in = {p.id: first.setdefault(" ".join(p.text.split()).lower(), p.id) for p in passages}
+    assert any(k != v for k, v in stand_in.items() if k in {q.passage_id for q in queries})
+    for record in result.records:
+        ids = [c.passage_id for c in record.candidates]
+        assert stand_in[record.query.passage_id] in ids and len(ids) == len(set(ids)) == 5
