@@ -126,17 +126,24 @@ class TransformersLLM:
                 results[i] = score
         return results  # type: ignore[return-value]
 
-    def _fits(self, lengths: list[int], exact: bool = True) -> bool:
-        """A left-padded batch stays within the row, token and padding budgets, and (when
-        scores must not depend on padding) within the attention window unless all its rows
-        have the same length."""
+    def _fits(self, lengths: list[int]) -> bool:
+        """A left-padded batch stays within the row, token and padding budgets, and within
+        the attention window unless all its rows have the same length (so that padding never
+        changes a score)."""
         width = max(lengths)
         return (
             len(lengths) <= self.batch_size
             and len(lengths) * width <= self.batch_tokens
             and len(lengths) * width - sum(lengths) <= self.max_padding * len(lengths) * width
-            and (not exact or width <= self._window or min(lengths) == width)
+            and (width <= self._window or min(lengths) == width)
         )
+
+    def _fits_generation(self, lengths: list[int]) -> bool:
+        """Decoding reads every weight once per step whatever the batch, so on a CPU it is
+        bound by memory traffic (gemma-3's 262k-row output head alone is 670 MB in fp32):
+        generation batches are as wide as the row budget allows, with a larger token budget
+        for the prompt pass and no padding limit."""
+        return len(lengths) <= self.batch_size and len(lengths) * max(lengths) <= 4 * self.batch_tokens
 
     def _fits_shared(self, groups: list[tuple[int, list[int]]], encoded: list[dict[str, Any]]) -> bool:
         prefixes = [length for length, _ in groups]
@@ -279,10 +286,10 @@ class TransformersLLM:
             encoded = [{"ids": prompts[i], "n_cont": 0, "n_suffix": 0} for i in indices]
             groups = _prefix_groups(encoded, self.min_shared_prefix, self.max_length) if self.share_prefixes else []
             grouped = {m for _, members in groups for m in members}
-            groups += [(0, [m]) for m in sorted(set(range(len(indices))) - grouped, key=lambda m: len(prompts[indices[m]]))]
-            for shared, members in groups:
+            singles = sorted(set(range(len(indices))) - grouped, key=lambda m: len(prompts[indices[m]]))
+            for shared, members in [*groups, (0, singles)]:
                 tails = lambda b: [len(prompts[indices[m]]) - shared + max_new_tokens for m in b]  # noqa: E731
-                for batch in _batches(members, lambda b: self._fits(tails(b), exact=False)):
+                for batch in _batches(members, lambda b: self._fits_generation(tails(b))):
                     rows = [indices[m] for m in batch]
                     generations = self._generate_batch([requests[i] for i in rows], [prompts[i] for i in rows], shared)
                     for i, gen in zip(rows, generations):
