@@ -77,9 +77,9 @@ def model_sizes(model) -> tuple[int, int, int]:
 
 def build_inputs(corpus_path: Path, queries: int, top_n: int, workdir: Path):
     corpus = load_passages(corpus_path).records
-    seeds = random.Random(0).sample(corpus, queries)
+    seeds = random.Random(0).sample(corpus, queries + queries // 2)  # some outputs are skipped
     teacher = CachedLLM(TransformersLLM(offline_gguf_path("gemma3-270m")), workdir / "llm_cache.sqlite")
-    generated = generate(seeds, teacher, GenerateConfig()).records
+    generated = generate(seeds, teacher, GenerateConfig()).records[:queries]
     candidates = retrieve(generated, corpus, config=RetrieveConfig(top_n=top_n)).records
     return corpus, candidates, teacher
 
