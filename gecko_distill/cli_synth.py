@@ -18,10 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         >>> parser = argparse.ArgumentParser(prog="gecko-distill")
         >>> register(parser.add_subparsers(dest="command"))
         >>> args = parser.parse_args(["synth", "--out", "runs/synth", "--categories", "sts", "classification"])
-        >>> args.categories, args.tasks_per_category
-        (['sts', 'classification'], 8)
+        >>> args.categories, args.tasks_per_category, args.llm, args.tasks
+        (['sts', 'classification'], 8, 'gemma3-270m', 'both')
     """
     from .formatting import QUERY_FORMATS
+    from .synth import DEFAULT_SYNTH_LLM
     from .synth_prompts import CATEGORIES
 
     p = subparsers.add_parser(
@@ -31,14 +32,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fret.jsonl, which `gecko-distill train` reads. Rerunning the same command resumes and repeats no LLM call.",
     )
     p.add_argument("--out", required=True, help="output folder (resumed if it exists)")
-    p.add_argument("--llm", default="gemma3-270m", help="teacher: gemma3-270m, smollm2-135m, a .gguf file, a model folder, <api>:<model>")
-    p.add_argument("--tasks-per-category", type=int, default=8)
+    p.add_argument("--llm", default=DEFAULT_SYNTH_LLM,
+                   help=f"teacher (default {DEFAULT_SYNTH_LLM}): gemma3-270m, smollm2-135m, smollm2-135m-chat, a .gguf "
+                   "file, a model folder, <api>:<model>")
+    p.add_argument("--tasks", choices=("brainstorm", "builtin", "both"), default="both",
+                   help="where tasks come from: the LLM brainstorms them, the built-in list (10 per category), or both")
+    p.add_argument("--tasks-file", default=None,
+                   help="your own tasks instead: a JSON object {category: [task, ...]} or JSON lines "
+                   "{\"category\": ..., \"task\": ...}; --categories defaults to its categories")
+    p.add_argument("--tasks-per-category", type=int, default=8, help="tasks per category from each source")
     p.add_argument("--triplets-per-task", type=int, default=2)
     p.add_argument("--categories", nargs="+", choices=CATEGORIES, default=None,
                    help="categories of the taxonomy (default: all but bitext)")
     p.add_argument("--languages", nargs="+", default=None, help="languages to draw from (default: English)")
+    p.add_argument("--document-words", nargs="+", type=int, default=None,
+                   help="document lengths to draw from (default: 50 100 200 300 400 500)")
     p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--max-attempts", type=int, default=2, help="tries per brainstorm call and per example")
     p.add_argument("--max-new-tokens", type=int, default=768, help="token budget of one example")
+    p.add_argument("--prompt-style", choices=("auto", "completion", "instructions"), default="auto",
+                   help="completion: worked examples to continue, one text at a time, for a local model used as a "
+                   "text completer; instructions: the paper's prompts, for API and chat models; auto (default): "
+                   "completion for a local model without chat template, else instructions")
     p.add_argument("--query-format", choices=QUERY_FORMATS, default="e5",
                    help="e5: 'Instruct: {task}\\nQuery: {query}'; gecko: 'task: {task} | query: {query}'")
     p.add_argument("--seed", type=int, default=0)
@@ -46,20 +61,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_synth)
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace, tasks: dict[str, list[str]] | None = None):
     from pydantic import ValidationError
 
     from .synth import SynthConfig, SynthError
+    from .synth_prompts import CATEGORIES
 
+    categories = args.categories or ([c for c in CATEGORIES if c in tasks] if tasks else None)
     settings = {
+        "tasks": args.tasks,
         "tasks_per_category": args.tasks_per_category,
         "triplets_per_task": args.triplets_per_task,
         "temperature": args.temperature,
+        "max_attempts": args.max_attempts,
         "max_new_tokens": args.max_new_tokens,
+        "prompt_style": args.prompt_style,
         "query_format": args.query_format,
         "seed": args.seed,
-        "categories": tuple(args.categories) if args.categories else None,
+        "categories": tuple(categories) if categories else None,
         "languages": tuple(args.languages) if args.languages else None,
+        "document_words": tuple(args.document_words) if args.document_words else None,
     }
     try:
         return SynthConfig(**{k: v for k, v in settings.items() if v is not None})
@@ -76,17 +97,19 @@ def _teacher(name: str):
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from .synth import generate_triplets
+    from .synth import generate_triplets, load_tasks
 
-    config = _config(args)
-    result = generate_triplets(_teacher(args.llm), config, output_dir=args.out, overwrite=args.overwrite)
+    tasks = load_tasks(args.tasks_file) if args.tasks_file else None
+    config = _config(args, tasks)
+    result = generate_triplets(_teacher(args.llm), config, tasks=tasks, output_dir=args.out, overwrite=args.overwrite)
     print(summary(result.stats))
     print(f"wrote {len(result.records)} examples to {args.out}/fret.jsonl")
     return 0
 
 
 def summary(stats: dict) -> str:
-    """A small table of a run: items kept, skips by reason, LLM calls, cache hits and tokens.
+    """A small table of a run: items kept, skips by reason, LLM calls, cache hits and tokens,
+    then the tasks by source.
 
     Example:
         >>> print(summary({"brainstorm": {"tasks": 2, "skipped": {}, "llm_calls": 1, "llm_cached": 0,
@@ -96,6 +119,9 @@ def summary(stats: dict) -> str:
         stage       kept  skipped         LLM calls  cached  tokens  wall s
         brainstorm     2  -                       1       0     120     1.5
         triplets       1  invalid_json 1          3       0     800     4.0
+        >>> print(summary({"brainstorm": {"tasks": 0}, "triplets": {"examples": 3},
+        ...     "tasks_by_source": {"builtin": 2}}).splitlines()[-1])
+        tasks: builtin 2
     """
     rows = [("stage", "kept", "skipped", "LLM calls", "cached", "tokens", "wall s")]
     for stage, kept in (("brainstorm", "tasks"), ("triplets", "examples")):
@@ -109,4 +135,6 @@ def summary(stats: dict) -> str:
     for row in rows:
         cells = [cell.ljust(w) if i in (0, 2) else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))]
         lines.append("  ".join(cells).rstrip())
+    if stats.get("tasks_by_source"):
+        lines.append("tasks: " + ", ".join(f"{source} {n}" for source, n in sorted(stats["tasks_by_source"].items())))
     return "\n".join(lines)

@@ -11,8 +11,10 @@ Here the whole recipe is an ordinary sentence-transformers model, so
 * a ``Transformer`` module on the causal LM, for plain text only (no chat template), whose
   tokenizer appends the EOS token to every input (kept by truncation, and saved with the model);
 * ``Pooling(pooling_mode="lasttoken")``: the last non-padding token, EOS;
-* LoRA adapters added with ``SentenceTransformer.add_adapter`` (``peft``), saved as an adapter
-  next to a reference to the base model;
+* LoRA adapters added with ``SentenceTransformer.add_adapter`` (``peft``), merged into the
+  base weights when the model is saved (:class:`DecoderEmbedder`), so that the saved folder is
+  a self-contained sentence-transformers model: ``SentenceTransformer(folder)`` loads it
+  anywhere, with no reference to the base model's folder and no ``peft``;
 * InfoNCE at ``temperature`` is ``MultipleNegativesRankingLoss(scale=1 / temperature)``
   with query-to-document directions only: :func:`decoder_train_config`.
 
@@ -26,11 +28,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sentence_transformers import SentenceTransformer
 
 from ._lazy import require
 from .errors import InputError
 
-__all__ = ["DecoderEmbedderConfig", "decoder_embedder", "append_eos", "decoder_train_config", "resolve_causal_lm"]
+__all__ = [
+    "DecoderEmbedderConfig",
+    "DecoderEmbedder",
+    "decoder_embedder",
+    "append_eos",
+    "decoder_train_config",
+    "resolve_causal_lm",
+    "save_merged",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +61,9 @@ class DecoderEmbedderConfig(BaseModel):
             ``("q_proj", "v_proj")``.
         temperature: InfoNCE temperature, used by :func:`decoder_train_config`.
         dtype: Weights' dtype: ``"float32"`` (CPU) or ``"bfloat16"`` (GPU).
+        merge_on_save: Save the model with the LoRA adapters merged into the base weights (a
+            self-contained folder of the full model). ``False`` saves the adapters only (small,
+            but the folder refers to the base model's folder by its absolute path).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -62,6 +76,7 @@ class DecoderEmbedderConfig(BaseModel):
     target_modules: Literal["all-linear"] | tuple[str, ...] = "all-linear"
     temperature: float = Field(default=0.02, gt=0.0)
     dtype: Literal["float32", "bfloat16"] = "float32"
+    merge_on_save: bool = True
 
 
 def resolve_causal_lm(model: str | Path) -> str:
@@ -117,6 +132,89 @@ def append_eos(tokenizer: Any) -> None:
     )
 
 
+class DecoderEmbedder(SentenceTransformer):
+    """The ``SentenceTransformer`` that :func:`decoder_embedder` returns: saved (``save``,
+    ``save_pretrained``, and so :func:`gecko_distill.train.train`) with its LoRA adapters
+    merged (:func:`save_merged`) while ``merge_on_save`` is set. It is an ordinary
+    ``SentenceTransformer`` otherwise, and its saved folder loads as one.
+    """
+
+    #: Set from :attr:`DecoderEmbedderConfig.merge_on_save`.
+    merge_on_save: bool = True
+
+    def save(self, path: str, *args: Any, **kwargs: Any) -> None:
+        if self.merge_on_save and _has_adapters(self):
+            save_merged(self, path, *args, **kwargs)
+        else:
+            super().save(path, *args, **kwargs)
+
+
+def save_merged(model: Any, path: str | Path, *args: Any, **kwargs: Any) -> None:
+    """Save a ``SentenceTransformer`` whose first module carries LoRA adapters as a
+    self-contained model: the adapters are merged into the base weights of the saved copy
+    (``W + scale * B @ A``); the model in memory keeps its adapters, unchanged.
+
+    The merged weights are built on the CPU: saving takes CPU memory for a copy of the adapted
+    layers, and no accelerator memory.
+
+    Args:
+        model: The model; other positional and keyword arguments go to
+            ``SentenceTransformer.save``.
+        path: The output folder.
+
+    Raises:
+        InputError: The adapters are not plain LoRA (e.g. DoRA), which this merge does not
+            cover: save with ``merge_on_save=False`` instead.
+
+    Example:
+        >>> model = decoder_embedder("smollm2-135m", DecoderEmbedderConfig(max_seq_length=64))  # doctest: +SKIP
+        >>> save_merged(model, "out/model")  # doctest: +SKIP
+        >>> SentenceTransformer("out/model")  # no peft needed, no base-model path  # doctest: +SKIP
+    """
+    transformer = model[0]
+    auto_model = transformer.auto_model
+    merged = _merged_state_dict(auto_model)
+    SentenceTransformer.save(model, str(path), *args, **kwargs)
+    folder = Path(path) if getattr(transformer, "save_in_root", False) else Path(path) / f"0_{type(transformer).__name__}"
+    loaded = getattr(auto_model, "_hf_peft_config_loaded", False)
+    auto_model._hf_peft_config_loaded = False  # save_pretrained then writes full weights and config.json
+    try:
+        auto_model.save_pretrained(str(folder), state_dict=merged, safe_serialization=kwargs.get("safe_serialization", True))
+    finally:
+        auto_model._hf_peft_config_loaded = loaded
+    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        (folder / name).unlink(missing_ok=True)
+    logger.info("saved %s with its LoRA adapters merged", path)
+
+
+def _has_adapters(model: Any) -> bool:
+    return bool(getattr(model[0].auto_model, "_hf_peft_config_loaded", False))
+
+
+def _merged_state_dict(auto_model: Any) -> dict[str, Any]:
+    """The base model's state dict (adapter weights out, ``base_layer`` names undone) with each
+    LoRA layer's active adapters added to its weight, on the CPU."""
+    lora = require("peft.tuners.lora", _INSTALL)
+    torch = require("torch", "torch")
+    state = auto_model.state_dict()
+    merged: dict[str, Any] = {}
+    for key, value in state.items():
+        if "lora_" not in key:
+            merged[key.replace(".base_layer.", ".")] = value
+    with torch.no_grad():
+        for name, module in auto_model.named_modules():
+            if not isinstance(module, lora.LoraLayer):
+                continue
+            active = [a for a in module.active_adapters if a in module.lora_A or a in module.lora_embedding_A]
+            if any(module.use_dora.get(a, False) for a in active):
+                raise InputError(f"{name}: DoRA adapters are not merged on save; use DecoderEmbedderConfig(merge_on_save=False)")
+            weight = state[f"{name}.base_layer.weight"].detach().to("cpu", copy=True)
+            for adapter in active:
+                weight += module.get_delta_weight(adapter).detach().to("cpu", weight.dtype)
+            merged[f"{name}.weight"] = weight
+    return merged
+
+
 def decoder_embedder(model: str | Path, config: DecoderEmbedderConfig | None = None, *, device: str | None = None) -> Any:
     """A sentence-transformers embedder on a decoder LLM: EOS appended, last-token pooling,
     LoRA adapters.
@@ -128,9 +226,9 @@ def decoder_embedder(model: str | Path, config: DecoderEmbedderConfig | None = N
         device: ``"cpu"``, ``"cuda"``…; ``None`` lets sentence-transformers pick.
 
     Returns:
-        A ``SentenceTransformer``; pass it to ``train(..., base_model=model)`` with
-        :func:`decoder_train_config`. Saved, it reloads with ``SentenceTransformer(folder)``
-        (the adapter refers to the base model's folder).
+        A :class:`DecoderEmbedder` (a ``SentenceTransformer``); pass it to
+        ``train(..., base_model=model)`` with :func:`decoder_train_config`. Saved, with its
+        adapters merged by default, it reloads anywhere with ``SentenceTransformer(folder)``.
 
     Raises:
         MissingDependencyError: ``peft`` is not installed and ``config.lora`` is set.
@@ -142,7 +240,6 @@ def decoder_embedder(model: str | Path, config: DecoderEmbedderConfig | None = N
     """
     config = config or DecoderEmbedderConfig()
     peft = require("peft", _INSTALL) if config.lora else None
-    st = require("sentence_transformers", "sentence-transformers>=6")
     modules = require("sentence_transformers.sentence_transformer.modules", "sentence-transformers>=6")
     torch = require("torch", "torch")
     folder = resolve_causal_lm(model)
@@ -160,7 +257,8 @@ def decoder_embedder(model: str | Path, config: DecoderEmbedderConfig | None = N
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     pooling = modules.Pooling(transformer.get_embedding_dimension(), pooling_mode="lasttoken")
-    embedder = st.SentenceTransformer(modules=[transformer, pooling], device=device)
+    embedder = DecoderEmbedder(modules=[transformer, pooling], device=device)
+    embedder.merge_on_save = config.merge_on_save
     if peft is not None:
         target = config.target_modules if isinstance(config.target_modules, str) else list(config.target_modules)
         embedder.add_adapter(

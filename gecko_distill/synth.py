@@ -4,7 +4,9 @@ Wang et al. (2024), "Improving Text Embeddings with Large Language Models", in t
 
 1. ``brainstorm``: for each category of the taxonomy (asymmetric short-long, long-short,
    short-short and long-long retrieval; symmetric semantic similarity (``sts``) and
-   ``bitext`` retrieval; ``classification``), the LLM lists tasks as a JSON list.
+   ``bitext`` retrieval; ``classification``), the LLM lists tasks as a JSON list. The tasks
+   can also come from the built-in list (:data:`~gecko_distill.synth_prompts.BUILTIN_TASKS`,
+   ``SynthConfig.tasks="builtin"``), from both, or from your own list (``tasks=``).
 2. ``triplets``: for each task, seeded placeholders (query type, query length, clarity,
    number of words, difficulty, language) fill a prompt that asks for one example as a JSON
    object: ``user_query`` / ``positive_document`` / ``hard_negative_document``; ``S1`` /
@@ -15,8 +17,9 @@ Answers are parsed leniently (JSON inside prose or fences, trailing commas, Pyth
 list around the object, a list cut off by the token budget) and validated with pydantic. What
 cannot be used is re-sampled (``max_attempts``) and then skipped and counted by reason:
 ``empty``, ``invalid_json``, ``truncated_json``, ``off_schema``, ``too_short`` (a task of
-fewer than three words), ``copy_of_example`` (a demonstration repeated), ``degenerate`` (the
-query, positive and negative are not three different texts), ``duplicate`` and ``llm_error``.
+fewer than three words), ``copy_of_example`` (a demonstration or a built-in task repeated),
+``degenerate`` (the query, positive and negative are not three different texts),
+``repetitive`` (a text says the same six words twice), ``duplicate`` and ``llm_error``.
 
 The output records are :class:`~gecko_distill.records.FRetExample`, the type FRet uses, so
 :func:`gecko_distill.train.train` takes both and mixes them. A synthetic example follows this
@@ -35,9 +38,9 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -54,10 +57,14 @@ from .llm.cache import CachedLLM
 from .llm.registry import LazyLLM
 from .records import FRetExample, Passage, Record
 from .synth_prompts import (
+    BUILTIN_TASKS,
     CATEGORIES,
-    answer_prefix,
     Category,
+    answer_prefix,
     brainstorm_prompt,
+    builtin_tasks,
+    completion_brainstorm_prompt,
+    completion_triplet_prompt,
     demonstration_texts,
     output_schema,
     sample_placeholders,
@@ -68,7 +75,9 @@ __all__ = [
     "SynthConfig",
     "SynthTask",
     "SynthError",
+    "DEFAULT_SYNTH_LLM",
     "generate_triplets",
+    "load_tasks",
     "brainstorm_tasks",
     "write_triplets",
     "parse_tasks",
@@ -82,8 +91,15 @@ logger = logging.getLogger(__name__)
 #: Default categories: all but ``bitext``, which needs at least two ``languages``.
 DEFAULT_CATEGORIES: tuple[str, ...] = tuple(c for c in CATEGORIES if c != "bitext")
 
+#: The offline teacher of :func:`generate_triplets` and ``gecko-distill synth`` when none is
+#: given: gemma-3-270m, as for FRet. Measured against SmolLM2-135M (plain and chat-templated) in
+#: docs/e5.md: as many valid examples as SmolLM2 with "completion" prompts, somewhat more on
+#: topic, and in the ``[offline]`` extra; SmolLM2 is 1.3 to 2 times faster.
+DEFAULT_SYNTH_LLM = "gemma3-270m"
+
 _BATCH = 8  # requests per LLM call, and the checkpoint step
 _STOP = ("\n\n",)  # a JSON answer has no blank line; small models ramble after one
+_STOP_COMPLETION = ("\n",)  # a "completion" answer is one line of JSON
 _MIN_TASK_WORDS = 3
 _WORDS = re.compile(r"\w+", re.UNICODE)
 
@@ -96,8 +112,12 @@ class SynthConfig(BaseModel):
     """Settings of :func:`generate_triplets`.
 
     Attributes:
-        categories: Categories of the taxonomy to brainstorm tasks for.
-        tasks_per_category: Tasks kept per category.
+        categories: Categories of the taxonomy to write examples for.
+        tasks: Where the tasks come from: ``"brainstorm"`` (the LLM lists them, as in the
+            paper), ``"builtin"`` (drawn from the hand-written
+            :data:`~gecko_distill.synth_prompts.BUILTIN_TASKS`, ten per category, with no LLM
+            call), or ``"both"``. Your own tasks (``generate_triplets(tasks=...)``) replace them.
+        tasks_per_category: Tasks per category from each source (the built-in list has ten).
         triplets_per_task: Examples written per task.
         languages: Languages drawn for queries and documents (repeat one to weight it);
             ``bitext`` draws two different ones, so it needs at least two.
@@ -107,9 +127,19 @@ class SynthConfig(BaseModel):
             again with new placeholders and another sample (at temperature 0.7 or more).
         max_new_tokens: Token budget of a triplet answer (a brainstorm answer gets 40 tokens
             per task, plus 40).
-        few_shot: Show a worked answer in every prompt and start the answer (``["`` or
-            ``{"user_query": "``); small models need both. An answer that repeats the start
-            is parsed as it is.
+        prompt_style: ``"completion"``, for a local model used as a plain text completer
+            (the small offline models): the brainstorm continues a JSON list of three built-in
+            tasks, and a triplet follows three worked examples of other tasks, one line of JSON
+            each, written one text at a time: the model writes the value of the first key up to
+            its closing quote, the next key is appended, and so on, so that the answer always
+            has the schema's keys (one example costs three requests, counted as one call).
+            ``"instructions"``: the paper's prompts, for an instruction-following LLM (an API
+            model, a chat-templated local model). ``"auto"``: ``"completion"`` for a local
+            model without chat templating (``gemma3-270m``, ``smollm2-135m``, a ``.gguf``
+            file…), ``"instructions"`` otherwise. See :mod:`gecko_distill.synth_prompts`.
+        few_shot: ``"instructions"`` style only: show a worked answer in every prompt and
+            start the answer (``["`` or ``{"user_query": "``). An answer that repeats the
+            start is parsed as it is. (``"completion"`` prompts always do both.)
         query_format: How the examples are embedded (see :mod:`gecko_distill.formatting`):
             ``"e5"``, the paper's, is ``Instruct: {task}\\nQuery: {query}`` with documents as
             they are; ``"gecko"`` is ``task: {task} | query: {query}`` and
@@ -121,6 +151,7 @@ class SynthConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     categories: tuple[Category, ...] = DEFAULT_CATEGORIES  # type: ignore[assignment]
+    tasks: Literal["brainstorm", "builtin", "both"] = "both"
     tasks_per_category: int = Field(default=8, ge=1, le=100)
     triplets_per_task: int = Field(default=2, ge=1)
     languages: tuple[str, ...] = ("English",)
@@ -128,6 +159,7 @@ class SynthConfig(BaseModel):
     temperature: float = Field(default=0.7, ge=0.0)
     max_attempts: int = Field(default=2, ge=1)
     max_new_tokens: int = Field(default=768, ge=16)
+    prompt_style: Literal["auto", "completion", "instructions"] = "auto"
     few_shot: bool = True
     query_format: QueryFormat = "e5"
     seed: int = 0
@@ -166,13 +198,16 @@ class SynthConfig(BaseModel):
 
 
 class SynthTask(Record):
-    """A brainstormed task.
+    """A task to write examples for.
 
     Attributes:
-        id: ``<category>/<index>``.
+        id: ``<category>/<index>`` for a brainstormed task, ``<category>/builtin-<index>``
+            for a built-in one (its index in the list), ``<category>/given-<index>`` for one
+            of yours.
         category: Its category.
         task: The task description, one sentence.
-        call_id: The brainstorm call that wrote it, ``<category>#<attempt>``.
+        call_id: The brainstorm call that wrote it, ``<category>#<attempt>``; ``"builtin"``
+            or ``"given"`` otherwise.
     """
 
     id: str
@@ -222,16 +257,22 @@ def generate_triplets(
     llm: LLM | None = None,
     config: SynthConfig | None = None,
     *,
+    tasks: Sequence[SynthTask] | Mapping[str, Sequence[str]] | None = None,
     output_dir: str | Path | None = None,
     overwrite: bool = False,
 ) -> StageResult[FRetExample]:
-    """Brainstorm tasks, then write training examples for them (E5-mistral's synthetic data).
+    """Brainstorm tasks (or take built-in or given ones), then write training examples for
+    them (E5-mistral's synthetic data).
 
     Args:
-        llm: The teacher. Default: the offline gemma-3-270m, loaded only if a call is needed.
-            With ``output_dir`` it is wrapped in a persistent cache there (unless it already
-            is a ``CachedLLM``).
+        llm: The teacher. Default: the offline :data:`DEFAULT_SYNTH_LLM` (gemma-3-270m),
+            loaded only if a call is needed. With ``output_dir`` it is wrapped in a persistent
+            cache there (unless it already is a ``CachedLLM``).
         config: Settings; default :class:`SynthConfig()`.
+        tasks: Your own tasks, ``{category: [task, ...]}`` or :class:`SynthTask` records
+            (see :func:`load_tasks`); they replace the brainstormed and built-in ones
+            (``config.tasks`` and ``config.tasks_per_category`` do not apply). Their
+            categories must be in ``config.categories``.
         output_dir: Where ``brainstorm/``, ``triplets/`` (records, skips, manifest),
             ``llm_cache.sqlite``, ``fret.jsonl`` and ``manifest.json`` go. A rerun resumes,
             and a finished folder is reused with no LLM call. ``None`` keeps all in memory.
@@ -243,8 +284,9 @@ def generate_triplets(
         ``examples``.
 
     Raises:
-        SynthError: The LLM brainstormed no usable task.
-        StaleOutputError: ``output_dir`` holds stages written with another config.
+        SynthError: There is no usable task (e.g. the LLM brainstormed none), or ``tasks``
+            is invalid.
+        StaleOutputError: ``output_dir`` holds stages written with another config or tasks.
 
     Example:
         >>> from gecko_distill.testing import FakeLLM
@@ -253,7 +295,7 @@ def generate_triplets(
         ...     '{"user_query": "fix squeaky door", "positive_document": "Oil the hinge pin.", '
         ...     '"hard_negative_document": "Hinges are made of brass."}',
         ... ])
-        >>> config = SynthConfig(categories=("short-long",), tasks_per_category=1, triplets_per_task=1)
+        >>> config = SynthConfig(categories=("short-long",), tasks="brainstorm", tasks_per_category=1, triplets_per_task=1)
         >>> result = generate_triplets(llm, config)
         >>> example = result.records[0]
         >>> example.query, example.positive.text, result.stats["examples"]
@@ -264,44 +306,173 @@ def generate_triplets(
     config = config or SynthConfig()
     out = Path(output_dir) if output_dir is not None else None
     started = time.perf_counter()
+    fixed = _given_tasks(tasks, config) if tasks is not None else _builtin(config)
     teacher = _teacher(llm, out)
+    config = resolve_prompt_style(config, teacher)
 
     def checkpoint(stage: str, record_type: type, key: Callable, fp: str) -> StageCheckpoint:
         folder = out / stage if out is not None else None
         return StageCheckpoint(stage, record_type, key, folder=folder, fingerprint=fp, overwrite=overwrite)
 
-    brainstorm_fp = fingerprint("brainstorm", config.model_dump(include=_BRAINSTORM_FIELDS), teacher.name)
-    tasks = brainstorm_tasks(teacher, config, checkpoint=checkpoint("brainstorm", SynthTask, _call_of, brainstorm_fp))
-    if not tasks.records:
-        raise SynthError(f"the LLM brainstormed no usable task for {list(config.categories)}; skips: {tasks.skip_counts}")
-    triplets_fp = fingerprint("triplets", config, teacher.name, brainstorm_fp)
+    brainstormed = StageResult[SynthTask](records=[], stats={"tasks": 0})
+    brainstorm_fp = ""
+    if tasks is None and config.tasks != "builtin":
+        brainstorm_fp = fingerprint("brainstorm", config.model_dump(include=_BRAINSTORM_FIELDS), teacher.name)
+        brainstormed = brainstorm_tasks(
+            teacher, config, checkpoint=checkpoint("brainstorm", SynthTask, _call_of, brainstorm_fp)
+        )
+    all_tasks = _merge_tasks(fixed, brainstormed.records)
+    if not all_tasks:
+        raise SynthError(
+            f"the LLM brainstormed no usable task for {list(config.categories)}; skips: {brainstormed.skip_counts}; "
+            "use SynthConfig(tasks='both') or 'builtin' (--tasks both|builtin) to add the built-in tasks"
+        )
+    tasks_fp = fingerprint("tasks", fixed, brainstorm_fp)
+    triplets_fp = fingerprint("triplets", config, teacher.name, tasks_fp)
     triplets = write_triplets(
-        tasks.records, teacher, config, checkpoint=checkpoint("triplets", FRetExample, lambda e: e.id, triplets_fp)
+        all_tasks, teacher, config, checkpoint=checkpoint("triplets", FRetExample, lambda e: e.id, triplets_fp)
     )
     stats = {
-        "brainstorm": {**tasks.stats, "skipped": tasks.skip_counts},
+        "brainstorm": {**brainstormed.stats, "skipped": brainstormed.skip_counts},
         "triplets": {**triplets.stats, "skipped": triplets.skip_counts},
-        "tasks": len(tasks.records),
+        "tasks": len(all_tasks),
+        "tasks_by_source": dict(Counter(_source(t) for t in all_tasks)),
         "examples": len(triplets.records),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
     if out is not None:
-        _write_outputs(out, triplets.records, stats, config, teacher.name, triplets_fp)
-    logger.info("synth: %d examples for %d tasks", len(triplets.records), len(tasks.records))
-    return StageResult(records=triplets.records, skips=tasks.skips + triplets.skips, stats=stats)
+        _write_outputs(out, triplets.records, stats, config, teacher.name, triplets_fp, all_tasks)
+    logger.info("synth: %d examples for %d tasks", len(triplets.records), len(all_tasks))
+    return StageResult(records=triplets.records, skips=brainstormed.skips + triplets.skips, stats=stats)
 
 
-_BRAINSTORM_FIELDS = {"categories", "tasks_per_category", "temperature", "max_attempts", "few_shot"}
+_BRAINSTORM_FIELDS = {"categories", "tasks_per_category", "temperature", "max_attempts", "few_shot", "prompt_style", "seed"}
 
 
 def _teacher(llm: LLM | None, out: Path | None) -> LLM:
-    teacher = llm if llm is not None else LazyLLM()
+    teacher = llm if llm is not None else LazyLLM(DEFAULT_SYNTH_LLM)
     if out is not None and not isinstance(teacher, CachedLLM):
         teacher = CachedLLM(teacher, out / "llm_cache.sqlite")
     return teacher
 
 
-def _write_outputs(out: Path, examples: list[FRetExample], stats: dict, config: SynthConfig, teacher: str, fp: str) -> None:
+def resolve_prompt_style(config: SynthConfig, llm: LLM) -> SynthConfig:
+    """``config`` with ``prompt_style="auto"`` replaced: ``"completion"`` for a local model
+    without chat templating, ``"instructions"`` for any other backend.
+
+    Example:
+        >>> from gecko_distill.testing import FakeLLM
+        >>> resolve_prompt_style(SynthConfig(), FakeLLM()).prompt_style
+        'instructions'
+    """
+    if config.prompt_style != "auto":
+        return config
+    base = llm
+    while isinstance(base, CachedLLM):
+        base = base.llm
+    style = "completion" if getattr(base, "chat", None) is False else "instructions"
+    return config.model_copy(update={"prompt_style": style})
+
+
+def _source(task: SynthTask) -> str:
+    return task.call_id if task.call_id in ("builtin", "given") else "brainstorm"
+
+
+def _builtin(config: SynthConfig) -> list[SynthTask]:
+    """The built-in tasks of the run (none for ``tasks="brainstorm"``), drawn with the seed."""
+    if config.tasks == "brainstorm":
+        return []
+    chosen = []
+    for category in config.categories:
+        listed = BUILTIN_TASKS[category]
+        for task in builtin_tasks(category, config.tasks_per_category, random.Random(f"{config.seed}:{category}")):
+            index = listed.index(task)
+            chosen.append(SynthTask(id=f"{category}/builtin-{index}", category=category, task=task, call_id="builtin"))
+    return chosen
+
+
+def _given_tasks(tasks: Sequence[SynthTask] | Mapping[str, Sequence[str]], config: SynthConfig) -> list[SynthTask]:
+    """The user's tasks as records with ``given-<index>`` ids; duplicates are dropped (logged)."""
+    pairs: list[tuple[str, str]]
+    if isinstance(tasks, Mapping):
+        if any(isinstance(texts, str) for texts in tasks.values()):
+            raise SynthError("tasks: give a list of tasks per category, e.g. {'sts': ['Retrieve similar questions.']}")
+        pairs = [(category, text) for category, texts in tasks.items() for text in texts]
+    else:
+        pairs = [(t.category, t.task) for t in tasks]
+    unknown = sorted({c for c, _ in pairs} - set(CATEGORIES))
+    if unknown:
+        raise SynthError(f"tasks: unknown categories {unknown}; known: {list(CATEGORIES)}")
+    outside = sorted({c for c, _ in pairs} - set(config.categories))
+    if outside:
+        raise SynthError(f"tasks: categories {outside} are not in the config's categories {list(config.categories)}")
+    given: list[SynthTask] = []
+    seen: set[tuple[str, str]] = set()
+    counts: Counter[str] = Counter()
+    for category, text in pairs:
+        text = " ".join(str(text).split())
+        if not text:
+            raise SynthError(f"tasks: an empty task in category {category!r}")
+        if (category, _normalise(text)) in seen:
+            logger.warning("tasks: dropped a duplicate %s task: %s", category, text)
+            continue
+        seen.add((category, _normalise(text)))
+        given.append(SynthTask(id=f"{category}/given-{counts[category]}", category=category, task=text, call_id="given"))
+        counts[category] += 1
+    if not given:
+        raise SynthError("tasks: the list is empty")
+    return given
+
+
+def _merge_tasks(fixed: list[SynthTask], brainstormed: list[SynthTask]) -> list[SynthTask]:
+    """Fixed tasks, then the brainstormed ones that repeat none of them, category by category."""
+    seen = {(t.category, _normalise(t.task)) for t in fixed}
+    extra = [t for t in brainstormed if (t.category, _normalise(t.task)) not in seen]
+    order = {c: i for i, c in enumerate(CATEGORIES)}
+    return sorted(fixed + extra, key=lambda t: order[t.category])
+
+
+def load_tasks(path: str | Path) -> dict[str, list[str]]:
+    """Read your own tasks for :func:`generate_triplets` (``tasks=``) from a file.
+
+    Formats: a ``.json`` object ``{category: [task, ...]}``, or a ``.json`` list / ``.jsonl``
+    lines of objects ``{"category": ..., "task": ...}``.
+
+    Raises:
+        SynthError: The file is missing or has another shape.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "tasks.jsonl"
+        >>> _ = path.write_text('{"category": "sts", "task": "Retrieve tweets that say the same."}\\n')
+        >>> load_tasks(path)
+        {'sts': ['Retrieve tweets that say the same.']}
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SynthError(f"tasks file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    shape = "a JSON object {category: [task, ...]} or JSON lines {\"category\": ..., \"task\": ...}"
+    try:
+        data: Any = (
+            [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else json.loads(text)
+        )
+    except json.JSONDecodeError as exc:
+        raise SynthError(f"{path}: not valid JSON ({exc}); expected {shape}") from None
+    if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
+        return {str(k): [str(t) for t in v] for k, v in data.items()}
+    if isinstance(data, list) and all(isinstance(d, dict) and {"category", "task"} <= set(d) for d in data):
+        grouped: dict[str, list[str]] = {}
+        for d in data:
+            grouped.setdefault(str(d["category"]), []).append(str(d["task"]))
+        return grouped
+    raise SynthError(f"{path}: expected {shape}")
+
+
+def _write_outputs(
+    out: Path, examples: list[FRetExample], stats: dict, config: SynthConfig, teacher: str, fp: str, tasks: list[SynthTask]
+) -> None:
+    write_jsonl(out / "tasks.jsonl", tasks)
     write_jsonl(out / "fret.jsonl", examples)
     manifest = {
         "mode": "e5-synthetic",
@@ -340,6 +511,7 @@ def brainstorm_tasks(
         (['Match a word with its synonym.'], {'duplicate': 1})
     """
     checkpoint = checkpoint or StageCheckpoint("brainstorm", SynthTask, key=_call_of)
+    config = resolve_prompt_style(config, llm)
     started = time.perf_counter()
     usage = LLMUsage()
     if not checkpoint.complete:
@@ -373,13 +545,27 @@ def _count(checkpoint: StageCheckpoint[SynthTask], category: str) -> int:
 
 
 def _brainstorm_request(category: str, attempt: int, config: SynthConfig) -> GenerationRequest:
+    if config.prompt_style == "completion":
+        rng = random.Random(f"{config.seed}:{category}:brainstorm:{attempt}")
+        prompt = completion_brainstorm_prompt(category, builtin_tasks(category, 3, rng))
+    else:
+        prompt = brainstorm_prompt(category, config.tasks_per_category, prime=config.few_shot)
     return GenerationRequest(
-        prompt=brainstorm_prompt(category, config.tasks_per_category, prime=config.few_shot),
+        prompt=prompt,
         max_new_tokens=40 + 40 * config.tasks_per_category,
         temperature=config.temperature if not attempt else max(config.temperature, 0.7),
-        stop=_STOP,
+        stop=_stop(config),
         sample_index=attempt,
     )
+
+
+def _primed(config: SynthConfig) -> bool:
+    """Whether prompts end with the start of the answer."""
+    return config.prompt_style == "completion" or config.few_shot
+
+
+def _stop(config: SynthConfig) -> tuple[str, ...]:
+    return _STOP_COMPLETION if config.prompt_style == "completion" else _STOP
 
 
 def _keep_tasks(
@@ -394,7 +580,7 @@ def _keep_tasks(
     if result.error is not None:
         checkpoint.skip(call_id, "llm_error", result.error)
         return
-    tasks, reason = _parse_primed(parse_tasks, result.text, category, answer_prefix(None) if config.few_shot else "")
+    tasks, reason = _parse_primed(parse_tasks, result.text, category, answer_prefix(None) if _primed(config) else "")
     if not tasks and reason:
         checkpoint.skip(call_id, reason, result.text)
         return
@@ -475,12 +661,14 @@ def write_triplets(
         ('synth:sts/0#0', 'How old is Paris?', 'How big is Paris?')
     """
     checkpoint = checkpoint or StageCheckpoint("triplets", FRetExample, key=lambda e: e.id)
+    config = resolve_prompt_style(config, llm)
     started = time.perf_counter()
     usage = LLMUsage()
     resampled = 0
     items = {_example_id(t, j): (t, j) for t in tasks for j in range(config.triplets_per_task)}
     if not checkpoint.complete:
-        resampled = generate_with_resampling(llm, items, _resampling(config), checkpoint, usage)
+        asked = _OneTextAtATime(llm) if config.prompt_style == "completion" else llm
+        resampled = generate_with_resampling(asked, items, _resampling(config), checkpoint, usage)
     by_category = Counter(e.seed_passage_id.removeprefix("synth:") for e in checkpoint.records)
     stats = {
         "tasks": len(tasks),
@@ -502,7 +690,7 @@ def _resampling(config: SynthConfig) -> Resampling[tuple[SynthTask, int], FRetEx
 
     def parse(example_id: str, item: tuple[SynthTask, int], text: str) -> tuple[FRetExample | None, str]:
         task = item[0]
-        prefix = answer_prefix(task.category) if config.few_shot else ""
+        prefix = answer_prefix(task.category) if _primed(config) else ""
         texts, reason = _parse_primed(parse_triplet, text, task.category, prefix)
         return (_example(example_id, task, texts), "") if texts is not None else (None, reason)
 
@@ -521,13 +709,109 @@ def _triplet_request(task: SynthTask, index: int, attempt: int, config: SynthCon
     example index and the attempt."""
     rng = random.Random(f"{config.seed}:{task.id}:{index}:{attempt}")
     placeholders = sample_placeholders(task.category, rng, config.languages, config.document_words)
+    if config.prompt_style == "completion":
+        prompt = completion_triplet_prompt(task.category, task.task, placeholders, rng)
+    else:
+        prompt = triplet_prompt(task.category, task.task, placeholders, few_shot=config.few_shot)
     return GenerationRequest(
-        prompt=triplet_prompt(task.category, task.task, placeholders, few_shot=config.few_shot),
+        prompt=prompt,
         max_new_tokens=config.max_new_tokens,
         temperature=config.temperature if not attempt else max(config.temperature, 0.7),
-        stop=_STOP,
+        stop=_stop(config),
         sample_index=index + attempt * config.triplets_per_task,
     )
+
+
+class _OneTextAtATime:
+    """Answers a ``"completion"`` triplet request (its prompt ends with ``{"<first key>": "``)
+    one text at a time: the model writes a value up to its closing quote (or a newline), the
+    next key is appended to the prompt, and so on; the answer is the JSON object of the texts.
+
+    A text that runs to ``max_new_tokens`` is cut back to its last full sentence; with fewer
+    than three words left, the answer ends there, unclosed (``truncated_json``). The requests
+    of all the texts count as one call; their tokens are added up.
+    """
+
+    _STOP = ('"', "\n")
+
+    def __init__(self, llm: LLM):
+        self.llm = llm
+
+    @property
+    def name(self) -> str:
+        return self.llm.name
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        fields = [_fields_of(r.prompt) for r in requests]
+        values: list[list[str]] = [[] for _ in requests]
+        totals = [[0, 0] for _ in requests]
+        cached = [True] * len(requests)
+        finished: list[Generation | None] = [None] * len(requests)
+        for step in range(3):
+            active = [i for i, r in enumerate(requests) if finished[i] is None and fields[i] and step < len(fields[i])]
+            if not active:
+                break
+            asked = [
+                requests[i].model_copy(update={"prompt": requests[i].prompt + _continued(fields[i], values[i]), "stop": self._STOP})
+                for i in active
+            ]
+            for i, request, answer in zip(active, asked, self.llm.generate(asked)):
+                totals[i][0] += answer.prompt_tokens
+                totals[i][1] += answer.completion_tokens
+                cached[i] = cached[i] and answer.cached
+                if answer.error is not None:
+                    finished[i] = answer
+                    continue
+                text = answer.text
+                if answer.completion_tokens >= request.max_new_tokens:  # no closing quote: cut off
+                    text = _whole_sentences(text)
+                    if len(_WORDS.findall(text)) < _MIN_CUT_WORDS:
+                        cut = json.dumps(answer.text, ensure_ascii=False)[1:-1]
+                        finished[i] = Generation(text=_continued(fields[i], values[i]) + cut)
+                        continue
+                values[i].append(text)
+        results = []
+        for i, request in enumerate(requests):
+            if not fields[i]:  # not a primed triplet prompt: asked as it is
+                results.append(self.llm.generate([request])[0])
+                continue
+            done = finished[i] or Generation(text=json.dumps(dict(zip(fields[i], values[i])), ensure_ascii=False))
+            results.append(
+                done.model_copy(update={"prompt_tokens": totals[i][0], "completion_tokens": totals[i][1], "cached": cached[i]})
+            )
+        return results
+
+
+_MIN_CUT_WORDS = 3
+_SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)")
+
+
+def _whole_sentences(text: str) -> str:
+    """``text`` up to the end of its last full sentence (``""`` if it has none).
+
+    Example:
+        >>> _whole_sentences("Oil the hinge. Then swing the door a few")
+        'Oil the hinge.'
+    """
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]] if ends else ""
+
+
+def _fields_of(prompt: str) -> tuple[str, ...]:
+    """The schema's keys when ``prompt`` ends with the start of its first value, else ``()``."""
+    for category in ("short-long", "sts", "classification"):
+        if prompt.endswith(answer_prefix(category)):
+            return tuple(output_schema(category).model_fields)
+    return ()
+
+
+def _continued(fields: tuple[str, ...], values: list[str]) -> str:
+    """What follows the prompt's ``{"<first key>": "`` once ``values`` are written: each value,
+    its closing quote, and the next key opened."""
+    text = ""
+    for field, value in zip(fields[1:], values):
+        text += json.dumps(value, ensure_ascii=False)[1:-1] + f'", "{field}": "'
+    return text
 
 
 def parse_triplet(text: str, category: str) -> tuple[tuple[str, str, str] | None, str]:
@@ -559,8 +843,11 @@ def parse_triplet(text: str, category: str) -> tuple[tuple[str, str, str] | None
     normalised = [_normalise(t) for t in texts]
     if not all(normalised) or len(set(normalised)) < 3:
         return None, "degenerate"
+    if any(_repeats_phrase(t.split()) for t in normalised):
+        return None, "repetitive"
     shown = {_normalise(t) for t in demonstration_texts(category)}
-    if normalised[0] in shown:
+    copied = normalised[:1] if category == "classification" else normalised  # labels do repeat
+    if shown.intersection(copied):
         return None, "copy_of_example"
     return texts, ""
 
@@ -600,6 +887,12 @@ def _example(example_id: str, task: SynthTask, texts: tuple[str, str, str]) -> F
         positive_ranks={},
         negative_ranks={},
     )
+
+
+def _repeats_phrase(words: list[str], n: int = 6) -> bool:
+    """A text that says the same six words twice: small models loop."""
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) != len(set(grams))
 
 
 def _normalise(text: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("peft")
 
 from gecko_distill.decoder_embedder import (  # noqa: E402
+    DecoderEmbedder,
     DecoderEmbedderConfig,
     append_eos,
     decoder_embedder,
@@ -99,7 +100,7 @@ def test_a_few_lora_steps_through_train_and_reload(smollm_folder, tmp_path) -> N
         for i, w in enumerate(["tides", "volcanoes", "bread", "chess", "bees", "glaciers", "violins", "comets"])
     ]
     examples = generate_triplets(
-        FakeLLM(replies=replies), SynthConfig(categories=("short-long",), tasks_per_category=8, triplets_per_task=1)
+        FakeLLM(replies=replies), SynthConfig(categories=("short-long",), tasks="brainstorm", tasks_per_category=8, triplets_per_task=1)
     ).records
     model = decoder_embedder(smollm_folder, CONFIG, device="cpu")
     before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
@@ -107,8 +108,54 @@ def test_a_few_lora_steps_through_train_and_reload(smollm_folder, tmp_path) -> N
                 config=decoder_train_config(model, CONFIG, max_steps=2, batch_size=4, learning_rate=1e-3, warmup_ratio=0.0))
     changed = [n for n, p in model.named_parameters() if "lora_B" in n and not p.detach().equal(before[n])]
     assert changed
-    assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
+    assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").exists()  # merged on save
     reloaded = SentenceTransformer(str(out), device="cpu", local_files_only=True)
     texts = ["question 1 about volcanoes", "bread is explained here in detail."]
     np.testing.assert_allclose(reloaded.encode(texts), model.encode(texts), atol=1e-4)
     assert reloaded[0].tokenizer("x").input_ids[-1] == reloaded[0].tokenizer.eos_token_id
+
+
+def test_saved_folder_has_the_adapters_merged_and_loads_anywhere(smollm_folder, tmp_path) -> None:
+    """Saved, moved elsewhere and reloaded as a plain SentenceTransformer, the model gives the
+    embeddings it gave before saving; the model in memory keeps its adapters."""
+    import shutil
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = decoder_embedder(smollm_folder, CONFIG, device="cpu")
+    assert isinstance(model, DecoderEmbedder) and model.merge_on_save
+    torch.manual_seed(0)
+    with torch.no_grad():  # trained-looking adapters: B is zero at initialisation
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)
+    texts = ["Instruct: Retrieve parallel sentences.\nQuery: Le chat dort.", "a", "the grass is green"]
+    before = model.encode(texts, convert_to_numpy=True)
+    base_only = model[0].auto_model
+    base_only.disable_adapters()
+    plain = model.encode(texts, convert_to_numpy=True)
+    base_only.enable_adapters()
+    assert np.abs(before - plain).max() > 1e-3  # the adapters matter
+
+    model.save(str(tmp_path / "saved"))
+    moved = tmp_path / "elsewhere" / "model"
+    shutil.move(str(tmp_path / "saved"), str(moved))
+    names = {p.name for p in moved.iterdir()}
+    assert "model.safetensors" in names and "config.json" in names and not names & {"adapter_config.json", "adapter_model.safetensors"}
+    for path in moved.rglob("*.json"):
+        assert smollm_folder not in path.read_text(), path  # no reference to the base model's folder
+
+    reloaded = SentenceTransformer(str(moved), device="cpu", local_files_only=True)
+    assert not any("lora" in name for name in reloaded.state_dict())
+    np.testing.assert_allclose(reloaded.encode(texts, convert_to_numpy=True), before, atol=1e-4)
+    assert reloaded[0].tokenizer("x").input_ids[-1] == reloaded[0].tokenizer.eos_token_id
+    np.testing.assert_allclose(model.encode(texts, convert_to_numpy=True), before, atol=1e-6)  # unchanged in memory
+    assert any(p.requires_grad and "lora_" in n for n, p in model.named_parameters())
+
+
+def test_adapters_only_when_merge_on_save_is_off(smollm_folder, tmp_path) -> None:
+    model = decoder_embedder(smollm_folder, CONFIG.model_copy(update={"merge_on_save": False}), device="cpu")
+    model.save(str(tmp_path / "adapter"))
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    assert not (tmp_path / "adapter" / "model.safetensors").exists()

