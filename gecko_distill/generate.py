@@ -111,15 +111,19 @@ def _resampling(config: GenerateConfig) -> Resampling[tuple[Passage, int], Gener
 
 def few_shot_set(passage: Passage, k: int, attempt: int, config: GenerateConfig) -> int:
     """Which of the ``config.few_shot_sets`` example sets the prompt for sample ``k`` of a
-    passage uses (a re-sample draws another one). Stable across runs and resumes.
+    passage uses. The first attempt's set comes from a hash of the passage id (stable across
+    runs and resumes); each re-sample takes the next set, so it sees other examples, and
+    re-samples of passages that shared a set still share one.
 
     Example:
         >>> cfg = GenerateConfig(few_shot_sets=4)
-        >>> few_shot_set(Passage(id="ls", text="list directory contents"), 0, 0, cfg) in range(4)
-        True
+        >>> ls = Passage(id="ls", text="list directory contents")
+        >>> first = few_shot_set(ls, 0, 0, cfg)
+        >>> first in range(4), few_shot_set(ls, 0, 1, cfg) == (first + 1) % 4
+        (True, True)
     """
-    key = f"{config.seed}:{passage.id}:{k}:{attempt}" if attempt else f"{config.seed}:{passage.id}:{k}"
-    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % config.few_shot_sets
+    digest = hashlib.sha256(f"{config.seed}:{passage.id}:{k}".encode()).hexdigest()
+    return (int(digest[:8], 16) + attempt) % config.few_shot_sets
 
 
 def _request(passage: Passage, k: int, attempt: int, config: GenerateConfig) -> GenerationRequest:

@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from gecko_distill import GenerateConfig, Passage, generate
-from gecko_distill.generate import parse_generation
+from gecko_distill.generate import few_shot_set, parse_generation
 from gecko_distill.prompts import FEW_SHOT_POOL, generation_prompt
 from gecko_distill.testing import FakeLLM
 
@@ -70,7 +70,7 @@ def test_several_queries_per_passage_need_sampling():
     llm = FakeLLM(replies=[" t\nQuery: first query here", " t\nQuery: second query here", " t\nQuery: first query here",
                            " t\nQuery: another one here"])
     passages = [Passage(id="a", text=PASSAGE), Passage(id="b", text=PASSAGE + " More.")]
-    result = generate(passages, llm, GenerateConfig(queries_per_passage=2, temperature=0.8))
+    result = generate(passages, llm, GenerateConfig(queries_per_passage=2, temperature=0.8, few_shot_sets=1))
     assert [q.id for q in result.records] == ["a#0", "a#1", "b#0", "b#1"]  # same text for another passage is fine
     assert [r.sample_index for r in llm.history] == [0, 1, 0, 1]
     assert {r.temperature for r in llm.history} == {0.8}
@@ -91,6 +91,18 @@ def test_degenerate_output_is_resampled_with_other_examples():
     assert len({r.prompt for r in llm.history}) == 3 and result.stats["resampled"] == 2
 
 
+def test_passages_that_share_a_few_shot_set_are_asked_together():
+    passages = [Passage(id=f"p{i}", text=f"{PASSAGE} Variant {i}.") for i in range(12)]
+    llm = FakeLLM()
+    generate(passages, llm, GenerateConfig(few_shot_sets=3))
+    config = GenerateConfig(few_shot_sets=3)
+    asked = [next(p for p in passages if f"Variant {p.id[1:]}." in r.prompt) for r in llm.history]
+    sets = [few_shot_set(p, 0, 0, config) for p in asked]
+    assert sets == sorted(sets) and len(set(sets)) > 1
+    prefix = {s: r.prompt.rsplit("Passage:", 1)[0] for s, r in zip(sets, llm.history)}
+    assert all(r.prompt.startswith(prefix[s]) for s, r in zip(sets, llm.history))
+
+
 def test_a_query_still_degenerate_after_the_last_attempt_is_skipped_with_its_last_reason():
     llm = FakeLLM(replies=["garbage", " find it\nQuery: ls"])
     result = generate([Passage(id="a", text=PASSAGE)], llm, GenerateConfig(max_attempts=2))
@@ -100,7 +112,7 @@ def test_a_query_still_degenerate_after_the_last_attempt_is_skipped_with_its_las
 def test_long_passages_are_truncated_in_the_prompt_and_counted():
     long = Passage(id="long", text=" ".join(f"w{i}" for i in range(500)))
     llm = FakeLLM()
-    result = generate([long, Passage(id="short", text=PASSAGE)], llm, GenerateConfig(max_passage_words=100))
+    result = generate([long, Passage(id="short", text=PASSAGE)], llm, GenerateConfig(max_passage_words=100, few_shot_sets=1))
     assert result.stats["truncated_passages"] == 1
     assert "w99 …" in llm.history[0].prompt and "w100" not in llm.history[0].prompt
 
