@@ -38,6 +38,8 @@ __all__ = ["relabel", "rank_with_ties", "reciprocal_rank_fusion", "overlapping_c
 
 logger = logging.getLogger(__name__)
 
+_MIN_CANDIDATES = 3  # a positive, a negative, and one more to rank against
+
 
 def rank_with_ties(values: Sequence[float]) -> list[int]:
     """1-based ranks, highest value first; tied values share the best rank ("min" ranking).
@@ -108,16 +110,17 @@ def relabel(
         todo = [c for c in candidates if c.query.id not in done]
         with progress(total=len(todo), desc="relabel", unit="query") as bar:
             for chunk in overlapping_chunks(todo, config.batch_size):
-                texts = {
-                    c.passage_id: truncate_words(by_id[c.passage_id].text, config.max_passage_words)[0]
-                    for item in chunk
-                    for c in item.candidates
-                    if c.passage_id in by_id
-                }
-                scorable = [item for item in chunk if sum(c.passage_id in by_id for c in item.candidates) >= 3]
-                signals = dict(zip([i.query.id for i in scorable], scorer.score(scorable, texts))) if scorer else {}
+                pools = {item.query.id: [c for c in item.candidates if c.passage_id in by_id] for item in chunk}
+                scorable = [item for item in chunk if len(pools[item.query.id]) >= _MIN_CANDIDATES]
+                signals = {}
+                if scorer is not None:
+                    texts = [
+                        [truncate_words(by_id[c.passage_id].text, config.max_passage_words)[0] for c in pools[item.query.id]]
+                        for item in scorable
+                    ]
+                    signals = dict(zip([item.query.id for item in scorable], scorer.score(scorable, texts)))
                 for item in chunk:
-                    _relabel_one(item, by_id, signals.get(item.query.id), config, checkpoint)
+                    _relabel_one(item, pools[item.query.id], by_id, signals.get(item.query.id), config, checkpoint)
                 bar.update(len(chunk))
     examples = checkpoint.records
     stats = {
@@ -167,14 +170,15 @@ def overlapping_chunks(items: Sequence[RankedCandidates], size: int) -> Iterator
 
 def _relabel_one(
     item: RankedCandidates,
+    pool: list[Candidate],
     by_id: dict[str, Passage],
     signal: _Signals | None,
     config: RelabelConfig,
     checkpoint: StageCheckpoint[FRetExample],
 ) -> None:
+    """Rank ``pool`` (the query's candidates found in the corpus) and add its FRet example."""
     query = item.query
-    pool = [c for c in item.candidates if c.passage_id in by_id]
-    if len(pool) < 3:
+    if len(pool) < _MIN_CANDIDATES:
         checkpoint.skip(query.id, "too_few_candidates", f"{len(pool)} candidates")
         return
     if signal is None:  # seed-only positives: rank by retrieval, seed first
@@ -258,11 +262,9 @@ class _Scorer:
         self.top1_agree = 0
         self.rank_correlations: list[float] = []
 
-    def score(self, chunk: Sequence[RankedCandidates], texts: dict[str, str]) -> list[_Signals]:
-        per_query = [
-            self._requests(item.query.task, item.query.query, [texts[c.passage_id] for c in item.candidates if c.passage_id in texts])
-            for item in chunk
-        ]
+    def score(self, chunk: Sequence[RankedCandidates], texts: Sequence[list[str]]) -> list[_Signals]:
+        """Signals for each query of ``chunk``, whose candidates' texts are ``texts[i]``."""
+        per_query = [self._requests(item.query.task, item.query.query, t) for item, t in zip(chunk, texts)]
         try:
             results = self.llm.score([r for requests in per_query for r in requests])
         except UnsupportedCapabilityError as exc:

@@ -116,7 +116,7 @@ class TransformersLLM:
         groups = _prefix_groups(encoded, self.min_shared_prefix, self._window) if self.share_prefixes else []
         grouped = {i for _, members in groups for i in members}
         singles = sorted((i for i in range(len(encoded)) if i not in grouped), key=lambda i: len(encoded[i]["ids"]))
-        for batch in _batches(singles, lambda b: self._fits([len(encoded[i]["ids"]) for i in b])):
+        for batch in _batches(singles, lambda b: self._fits_scoring([len(encoded[i]["ids"]) for i in b])):
             for i, score in zip(batch, self._score_batch([encoded[i] for i in batch])):
                 results[i] = score
         groups.sort(key=lambda g: g[0])
@@ -126,16 +126,21 @@ class TransformersLLM:
                 results[i] = score
         return results  # type: ignore[return-value]
 
-    def _fits(self, lengths: list[int]) -> bool:
-        """A left-padded batch stays within the row, token and padding budgets, and within
-        the attention window unless all its rows have the same length (so that padding never
-        changes a score)."""
-        width = max(lengths)
+    def _within(self, lengths: list[int], *, tokens: int | None = None, padding: float | None = None) -> bool:
+        """A left-padded batch of these lengths stays within the row and token budgets (and
+        the padding limit, when one is given)."""
+        rows, width = len(lengths), max(lengths)
         return (
-            len(lengths) <= self.batch_size
-            and len(lengths) * width <= self.batch_tokens
-            and len(lengths) * width - sum(lengths) <= self.max_padding * len(lengths) * width
-            and (width <= self._window or min(lengths) == width)
+            rows <= self.batch_size
+            and rows * width <= (tokens or self.batch_tokens)
+            and (padding is None or rows * width - sum(lengths) <= padding * rows * width)
+        )
+
+    def _fits_scoring(self, lengths: list[int]) -> bool:
+        """Within budget, and within the attention window unless all rows have the same
+        length (so that padding never changes a score)."""
+        return self._within(lengths, padding=self.max_padding) and (
+            max(lengths) <= self._window or min(lengths) == max(lengths)
         )
 
     def _fits_generation(self, lengths: list[int]) -> bool:
@@ -143,18 +148,16 @@ class TransformersLLM:
         bound by memory traffic (gemma-3's 262k-row output head alone is 670 MB in fp32):
         generation batches are as wide as the row budget allows, with a larger token budget
         for the prompt pass and no padding limit."""
-        return len(lengths) <= self.batch_size and len(lengths) * max(lengths) <= 4 * self.batch_tokens
+        return self._within(lengths, tokens=4 * self.batch_tokens)
 
     def _fits_shared(self, groups: list[tuple[int, list[int]]], encoded: list[dict[str, Any]]) -> bool:
+        """The prefixes and the tails each fit a batch, and together the attention window."""
         prefixes = [length for length, _ in groups]
-        prefix = max(prefixes)
         tails = [len(encoded[i]["ids"]) - length for length, members in groups for i in members]
         return (
-            len(tails) <= self.batch_size
-            and len(groups) * prefix <= self.batch_tokens
-            and len(groups) * prefix - sum(prefixes) <= self.max_padding * len(groups) * prefix
-            and len(tails) * max(tails) <= self.batch_tokens
-            and prefix + max(tails) <= self._window
+            self._within(prefixes, padding=self.max_padding)
+            and self._within(tails)
+            and max(prefixes) + max(tails) <= self._window
         )
 
     def _encode_score(self, request: ScoreRequest) -> dict[str, Any]:
@@ -179,9 +182,8 @@ class TransformersLLM:
     def _score_batch(self, items: list[dict[str, Any]]) -> list[Score]:
         """One left-padded forward pass over whole requests."""
         input_ids, attention_mask = self._left_pad([it["ids"] for it in items])
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         with self._torch.inference_mode():
-            hidden = self._hidden(input_ids, attention_mask, position_ids)
+            hidden = self._forward(input_ids, attention_mask, _positions(attention_mask)).last_hidden_state
         return self._read_scores(hidden, input_ids, items)
 
     def _score_shared(self, groups: list[tuple[int, list[int]]], encoded: list[dict[str, Any]]) -> list[Score]:
@@ -193,29 +195,27 @@ class TransformersLLM:
         items = [encoded[i] for _, members in groups for i in members]
         tails = [encoded[i]["ids"][length:] for length, members in groups for i in members]
         tail_ids, tail_mask = self._left_pad(tails)
-        self.counters["forward_passes"] += 1
         with torch.inference_mode():
-            cache = self._decoder(
-                input_ids=prefix_ids,
-                attention_mask=prefix_mask,
-                position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0),
-                use_cache=True,
-            ).past_key_values
+            cache = self._forward(prefix_ids, prefix_mask, _positions(prefix_mask), use_cache=True).past_key_values
             cache.batch_select_indices(rows)
             mask = torch.cat([prefix_mask[rows], tail_mask], dim=1)
-            positions = prefix_mask[rows].sum(-1, keepdim=True) + (tail_mask.cumsum(-1) - 1).clamp(min=0)
-            hidden = self._hidden(tail_ids, mask, positions, cache)
-        self.counters["forward_tokens"] += int(prefix_ids.numel())
-        self.counters["real_tokens"] += int(prefix_mask.sum())
+            positions = prefix_mask[rows].sum(-1, keepdim=True) + _positions(tail_mask)
+            hidden = self._forward(tail_ids, mask, positions, cache=cache).last_hidden_state
         return self._read_scores(hidden, tail_ids, items)
 
-    def _hidden(self, input_ids, attention_mask, position_ids, cache=None):
+    def _forward(self, input_ids, attention_mask, position_ids, *, cache=None, use_cache=False):
+        """One pass of the decoder (no output head), counted in :attr:`counters`. The mask may
+        be longer than ``input_ids`` when a cache holds the earlier positions."""
         self.counters["forward_passes"] += 1
         self.counters["forward_tokens"] += int(input_ids.numel())
         self.counters["real_tokens"] += int(attention_mask[:, -input_ids.shape[1] :].sum())
         return self._decoder(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache, use_cache=cache is not None
-        ).last_hidden_state
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=use_cache or cache is not None,
+        )
 
     def _read_scores(self, hidden, input_ids, items: list[dict[str, Any]]) -> list[Score]:
         """Log-probabilities at the positions each request needs, and only there: the
@@ -306,7 +306,8 @@ class TransformersLLM:
         with torch.inference_mode():
             if shared:
                 prefix = torch.tensor([sequences[0][:shared]], device=self.device)
-                cache = self._decoder(input_ids=prefix, use_cache=True).past_key_values
+                ones = torch.ones_like(prefix)
+                cache = self._forward(prefix, ones, _positions(ones), use_cache=True).past_key_values
                 cache.batch_repeat_interleave(len(batch))
                 input_ids = torch.cat([prefix.expand(len(batch), -1), tail_ids], dim=1)
                 attention_mask = torch.cat([torch.ones_like(input_ids[:, :shared]), tail_mask], dim=1)
@@ -333,7 +334,6 @@ class TransformersLLM:
             results.append(Generation(text=text, prompt_tokens=len(sequences[row]), completion_tokens=len(tokens)))
         return results
 
-
     def _prompt_ids(self, prompt: str) -> list[int]:
         if not self.chat:
             return self.tokenizer(prompt, add_special_tokens=True).input_ids
@@ -355,19 +355,24 @@ def _prefix_groups(encoded: list[dict[str, Any]], min_shared: int, window: int) 
         return len(it["ids"]) - it["n_cont"] - it["n_suffix"] - 1
 
     shared, members = 0, [order[0]] if order else []
+    longest = len(encoded[order[0]]["ids"]) if order else 0
     for i in order[1:]:
         first, ids = encoded[members[0]]["ids"], encoded[i]["ids"]
         common = _common_prefix(first, ids, min(readable_from(i), shared if len(members) > 1 else readable_from(members[0])))
-        longest = max(len(encoded[m]["ids"]) for m in [*members, i])
-        if common >= min_shared and longest <= window:
-            shared, members = common, [*members, i]
+        if common >= min_shared and max(longest, len(ids)) <= window:
+            shared, members, longest = common, [*members, i], max(longest, len(ids))
             continue
         if len(members) > 1:
             groups.append((shared, members))
-        shared, members = 0, [i]
+        shared, members, longest = 0, [i], len(ids)
     if len(members) > 1:
         groups.append((shared, members))
     return groups
+
+
+def _positions(mask):
+    """Position ids of a left-padded batch: 0, 1, … from each row's first real token."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
