@@ -23,7 +23,9 @@ pytest.importorskip("google.genai")
 from gecko_distill.llm.gemini import GRADED_LEVELS, GeminiLLM  # noqa: E402
 
 KEY = "AIza-test-key-0123456789"
-FAST = dict(timeout_s=0.5, backoff_initial_s=0.01, backoff_max_s=0.05, max_attempts=3)
+# No test here exercises a timeout (tests/test_http_faults.py does), so the limit is generous:
+# a 0.5 s limit made request counts flaky on a loaded machine (a slow answer was retried).
+FAST = dict(timeout_s=10.0, backoff_initial_s=0.01, backoff_max_s=0.05, max_attempts=3)
 CONTEXT = "Passage: geckos climb smooth glass\nQuery: geckos climb glass\nDoes the passage answer the query?"
 CHOICES = (" Yes", " No")
 
