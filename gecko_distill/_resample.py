@@ -84,9 +84,9 @@ def generate_with_resampling(
     resampled = 0
     with progress(total=len(todo), desc=checkpoint.stage, unit=how.unit) as bar:
         for start in range(0, len(todo), how.batch_size):
-            batch = {item_id: items[item_id] for item_id in todo[start : start + how.batch_size]}
-            resampled += _answer_batch(llm, batch, how, checkpoint, usage, seen)
-            bar.update(len(batch))
+            batch = todo[start : start + how.batch_size]
+            resampled += _answer_batch(llm, {item_id: items[item_id] for item_id in batch}, how, checkpoint, usage, seen)
+            bar.update(len(batch))  # not the dict: _answer_batch empties it of the answered items
     return resampled
 
 

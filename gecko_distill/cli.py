@@ -1,4 +1,5 @@
-"""Command line: ``gecko-distill build-fret CORPUS.jsonl --out DIR`` and friends.
+"""Command line: ``gecko-distill build-fret CORPUS.jsonl --out DIR`` and friends (``train``, ``eval``,
+``plot``, ``run``, ``synth``).
 
 Library errors (bad input, stale output folders, missing optional dependencies) are printed as
 one line naming the problem, with exit status 2; an interrupted run says how to resume it.
@@ -11,9 +12,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import GeckoDistillError
+
+if TYPE_CHECKING:
+    from .pipeline import FRetDataset
 
 __all__ = ["main"]
 
@@ -27,6 +33,12 @@ def _build_fret_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("corpus", help="BEIR corpus.jsonl (or the folder holding it)")
     p.add_argument("--out", required=True, help="output folder (resumed if it exists)")
+    fret_arguments(p)
+    p.set_defaults(func=_run_build_fret)
+
+
+def fret_arguments(p: argparse.ArgumentParser) -> None:
+    """The FRet options of ``build-fret`` (and ``run``): passages, teacher, retrieval, relabelling."""
     p.add_argument("--limit", type=int, default=None, help="use only the first N passages")
     p.add_argument("--queries-per-passage", type=int, default=1, help="samples per passage (>1 samples at --temperature)")
     p.add_argument("--temperature", type=float, default=None, help="generation temperature (default 0, or 0.7 with K>1)")
@@ -53,7 +65,6 @@ def _build_fret_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help='JSON price table for the cost estimate: {"model": {"input_per_mtok": 0.3, "output_per_mtok": 2.5}}',
     )
-    p.set_defaults(func=_run_build_fret)
 
 
 def _fret_config(args: argparse.Namespace):
@@ -68,6 +79,13 @@ def _fret_config(args: argparse.Namespace):
 
 
 def _run_build_fret(args: argparse.Namespace) -> int:
+    fret = build_fret_from_args(args, args.out)
+    print(f"wrote {len(fret)} FRet examples to {args.out}/fret.jsonl")
+    return 0
+
+
+def build_fret_from_args(args: argparse.Namespace, out: str | Path) -> FRetDataset:
+    """Run ``build_fret`` with the options of :func:`fret_arguments` and print its summary."""
     from .corpus import load_passages
     from .llm.registry import DEFAULT_LLM, get_llm
     from .pipeline import build_fret
@@ -90,13 +108,12 @@ def _run_build_fret(args: argparse.Namespace) -> int:
         llm=llm,
         embedder=args.embedder,
         config=_fret_config(args),
-        output_dir=args.out,
+        output_dir=out,
         overwrite=args.overwrite,
         scorer=scorer,
     )
     print(summary_table(fret.stats))
-    print(f"wrote {len(fret)} FRet examples to {args.out}/fret.jsonl")
-    return 0
+    return fret
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,23 +122,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v for info logs, -vv for debug")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _build_fret_parser(subparsers)
-    for module in _optional_commands():
+    from . import cli_run, cli_synth, cli_train  # their heavy imports happen inside the commands
+
+    for module in (cli_train, cli_run, cli_synth):
         module.register(subparsers)
     return parser
-
-
-def _optional_commands():
-    """Subcommands defined next to their stages (train, eval, …), where present."""
-    import importlib
-
-    modules = []
-    for name in ("gecko_distill.cli_train", "gecko_distill.cli_synth"):
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:  # pragma: no cover - not written yet in this checkout
-            if exc.name != name:
-                raise
-    return modules
 
 
 def main(argv: Sequence[str] | None = None) -> int:

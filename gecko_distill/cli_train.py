@@ -38,6 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("fret_dir", help="FRet folder (fret.jsonl + manifest.json), from build-fret or synth")
     p.add_argument("--out", required=True, help="output model folder")
+    training_arguments(p)
+    p.add_argument("--validate-on", metavar="BEIR_DIR", default=None, help="validate on this BEIR folder during training")
+    p.add_argument("--eval-steps", type=int, default=None, help="validate every N steps (default: each epoch)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+
+
+def training_arguments(p: argparse.ArgumentParser) -> None:
+    """The training options of ``train`` (and ``run``); :func:`train_config` reads them."""
     p.add_argument("--base-model", default=None, help="model folder to start from (default: all-MiniLM-L6-v2)")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=None, help="stop after N steps (overrides --epochs)")
@@ -48,12 +56,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-directions", choices=["gecko", "infonce", "gte"], default="gecko")
     p.add_argument("--max-seq-length", type=int, default=None)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--validate-on", metavar="BEIR_DIR", default=None, help="validate on this BEIR folder during training")
-    p.add_argument("--eval-steps", type=int, default=None, help="validate every N steps (default: each epoch)")
     p.add_argument("--query-format", choices=QUERY_FORMATS, default=None,
                    help="input format: gecko 'task: … | query: …' / 'title: … | text: …', or e5 'Instruct: …\\nQuery: …' / "
                    "the text (default: the folder's manifest, else gecko)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,11 +81,11 @@ def _plot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="PNG path")
 
 
-def _run_train(args: argparse.Namespace) -> int:
-    from .evaluate import beir_evaluator
-    from .train import TrainConfig, train
+def train_config(args: argparse.Namespace, **more):
+    """The :class:`~gecko_distill.train.TrainConfig` of :func:`training_arguments`' options (and ``more``)."""
+    from .train import TrainConfig
 
-    config = _config(
+    return config_or_input_error(
         TrainConfig,
         epochs=args.epochs,
         max_steps=args.max_steps,
@@ -91,9 +96,16 @@ def _run_train(args: argparse.Namespace) -> int:
         loss_directions=args.loss_directions,
         max_seq_length=args.max_seq_length,
         seed=args.seed,
-        eval_steps=args.eval_steps,
         query_format=args.query_format,
+        **more,
     )
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .evaluate import beir_evaluator
+    from .train import train
+
+    config = train_config(args, eval_steps=args.eval_steps)
     evaluator = beir_evaluator(args.validate_on, name=Path(args.validate_on).name) if args.validate_on else None
     path = train(
         args.fret_dir, base_model=args.base_model, output_dir=args.out, config=config, evaluator=evaluator,
@@ -106,7 +118,7 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_eval(args: argparse.Namespace) -> int:
     from .evaluate import DEFAULT_TASK, EvalConfig, evaluate, markdown_table, plot_reports
 
-    config = _config(
+    config = config_or_input_error(
         EvalConfig, input_format=args.input_format, task=args.task or DEFAULT_TASK, split=args.split, batch_size=args.batch_size
     )
     model = None if args.model == _DEFAULT_MODEL else args.model
@@ -141,7 +153,7 @@ def _load_report(path: str):
         raise InputError(f"{path}: not a report written by 'gecko-distill eval --out' ({exc.error_count()} errors)") from None
 
 
-def _config(cls, **values):
+def config_or_input_error(cls, **values):
     """Build a config; an invalid option is an ``InputError`` (one line), not a traceback."""
     from pydantic import ValidationError
 

@@ -46,6 +46,7 @@ __all__ = [
     "mix_datasets",
     "build_loss",
     "resolve_query_format",
+    "trained_from",
     "PROVENANCE_FILE",
 ]
 
@@ -301,6 +302,34 @@ def train(
     _write_provenance(output_dir, manifest, config, dims, {k: len(v) for k, v in sets.items()}, _base_label(base_model))
     logger.info("train: saved %s", output_dir)
     return output_dir
+
+
+def trained_from(output_dir: str | Path, examples: str | Path, *, config: TrainConfig, base_model: Any = None) -> bool:
+    """Whether ``output_dir`` holds a model that :func:`train` made from this data and config.
+
+    It compares the model's ``gecko_distill.json`` with the FRet folder's manifest fingerprint,
+    the base model and the (format-resolved) training config, so that ``gecko-distill run`` can
+    reuse a finished model instead of retraining it, and never reuses a stale one.
+
+    Example:
+        >>> trained_from("runs/none", "runs/fret", config=TrainConfig())
+        False
+    """
+    provenance_path = Path(output_dir) / PROVENANCE_FILE
+    if not provenance_path.is_file():
+        return False
+    try:
+        provenance = json.loads(provenance_path.read_text(encoding="utf-8"))
+        _, manifest = load_fret(examples)
+    except (json.JSONDecodeError, UnicodeDecodeError, InputError):
+        return False
+    resolved = resolve_query_format(config, manifest)
+    return (
+        bool(manifest.get("fingerprint"))
+        and provenance.get("fret_manifest", {}).get("fingerprint") == manifest["fingerprint"]
+        and provenance.get("base_model") == _base_label(base_model)
+        and provenance.get("train_config") == resolved.model_dump(mode="json")
+    )
 
 
 def resolve_query_format(config: TrainConfig, manifest: Mapping[str, Any]) -> TrainConfig:

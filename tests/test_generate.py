@@ -124,3 +124,29 @@ def test_llm_errors_are_counted_skips():
 
     result = generate([Passage(id="a", text=PASSAGE)], Failing())
     assert result.records == [] and result.skip_counts == {"llm_error": 1}
+
+
+def test_progress_bar_counts_every_passage_answered_or_skipped(monkeypatch):
+    import gecko_distill._resample as resample
+
+    class Bar:
+        def __init__(self, total, **_):
+            self.total, self.n = total, 0
+
+        def __enter__(self):
+            bars.append(self)
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            self.n += n
+
+    bars: list[Bar] = []
+    monkeypatch.setattr(resample, "progress", Bar)
+    passages = [Passage(id=f"p{i}", text=f"{PASSAGE} Variant {i}.") for i in range(40)]
+    replies = [" find it\nQuery: ls"] * 3 + [f" find files\nQuery: which command lists files {i}" for i in range(200)]
+    result = generate(passages, FakeLLM(replies=replies), GenerateConfig(max_attempts=1))
+    assert len(result.records) == 37 and len(result.skips) == 3
+    assert [(bar.total, bar.n) for bar in bars] == [(40, 40)]

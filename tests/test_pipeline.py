@@ -144,3 +144,47 @@ def test_cli_prices_file_sets_the_cost_estimate(corpus, tmp_path, capsys, monkey
     generate = manifest["stats"]["generate"]
     assert code == 0 and generate["llm_cost_usd"] == generate["llm_prompt_tokens"] > 0
     assert "estimated LLM cost: $" in capsys.readouterr().out
+
+
+def _beir_from(corpus, folder, n_queries=3):
+    """A BEIR folder over ``corpus``: one query per passage, made from its title."""
+    import shutil
+
+    (folder / "qrels").mkdir(parents=True)
+    shutil.copy(corpus, folder / "corpus.jsonl")
+    docs = [json.loads(line) for line in corpus.read_text().splitlines()][:n_queries]
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"about {d['title']}"}) + "\n" for i, d in enumerate(docs)))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{d['_id']}\t1\n" for i, d in enumerate(docs)))
+    return folder
+
+
+def test_cli_run_builds_trains_evaluates_and_reuses_the_model(corpus, tmp_path, capsys):
+    from gecko_distill.evaluate import RetrievalReport
+
+    beir, out = _beir_from(corpus, tmp_path / "beir"), tmp_path / "run"
+    args = ["run", str(corpus), "--out", str(out), "--eval", str(beir), "--llm", "fake", "--top-n", "4", "--limit", "8",
+            "--max-steps", "1", "--batch-size", "2", "--max-seq-length", "32", "--dims", "384", "64"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "FRet: 8 examples" in printed and "model: saved to" in printed and "| distilled |" in printed
+    base, distilled = (RetrievalReport.load(out / "reports" / f"{name}.json") for name in ("base", "distilled"))
+    assert (base.model, base.config.input_format) == ("base", "plain")
+    assert (distilled.model, distilled.config.input_format) == ("distilled", "gecko")
+    assert [row.dim for row in distilled.scores] == [384, 64] and distilled.num_queries == 3
+    assert (out / "quality.png").stat().st_size > 10_000
+    weights = out / "model" / "model.safetensors"
+    trained_at = weights.stat().st_mtime_ns
+
+    assert main(args) == 0  # same data, same settings: the model is reused, not retrained
+    assert "reusing it" in capsys.readouterr().out and weights.stat().st_mtime_ns == trained_at
+    assert main(args + ["--lr", "1e-4"]) == 2  # other settings: never a stale model, and no silent replacement
+    assert "output folder is not empty" in capsys.readouterr().err
+    assert main(args + ["--lr", "1e-4", "--overwrite"]) == 0
+    assert "model: saved to" in capsys.readouterr().out and weights.stat().st_mtime_ns != trained_at
+
+
+def test_cli_run_checks_the_eval_folder_before_any_llm_call(corpus, tmp_path, capsys):
+    args = ["run", str(corpus), "--out", str(tmp_path / "run"), "--eval", str(tmp_path / "missing"), "--llm", "fake"]
+    assert main(args) == 2
+    assert "missing: not a folder (expected a BEIR folder" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
