@@ -22,7 +22,10 @@ from gecko_distill.llm.cost import UsageTracker
 pytest.importorskip("httpx")
 pytest.importorskip("google.genai")
 
-FAST = dict(timeout_s=0.4, backoff_initial_s=0.01, backoff_max_s=0.05, max_attempts=4)
+# The timeout is short enough to keep the suite fast, but not so short that a good answer on a
+# loaded machine times out (0.4 s did, under a concurrent benchmark); a hang lasts well past it.
+FAST = dict(timeout_s=1.0, backoff_initial_s=0.01, backoff_max_s=0.05, max_attempts=4)
+HANG_S = 4.0
 KEY = "sk-test-0123456789abcdef"
 
 GOOD = [f"Passage: geckos number {i} climb glass walls\nTask:" for i in range(6)]
@@ -55,8 +58,8 @@ def _gemini(server: FakeGeminiServer, model: str = "gemini-2.5-flash", **options
 
 
 SERVERS = {
-    "openai": (lambda: FakeOpenAIServer(api_key=KEY, hang_s=1.0), _openai),
-    "gemini": (lambda: FakeGeminiServer(api_key=KEY, hang_s=1.0), _gemini),
+    "openai": (lambda: FakeOpenAIServer(api_key=KEY, hang_s=HANG_S), _openai),
+    "gemini": (lambda: FakeGeminiServer(api_key=KEY, hang_s=HANG_S), _gemini),
 }
 
 
@@ -100,7 +103,7 @@ def test_retry_waits_for_retry_after(backend):
     first, second = server.requests_for("[[fault:429@0.3]]")
     assert first.outcome == "429@0.3" and second.outcome == "ok"
     gap = second.time - first.time
-    assert 0.3 <= gap < 0.3 + 0.35, gap
+    assert 0.3 <= gap < 0.3 + 1.0, gap  # at least Retry-After; the margin allows a loaded machine
 
 
 def test_retry_after_too_long_fails_the_item_at_once(backend):
@@ -110,7 +113,7 @@ def test_retry_after_too_long_fails_the_item_at_once(backend):
     llm = make_llm(server, max_retry_after_s=1.0)
     started = time.monotonic()
     result = llm.generate([GenerationRequest(prompt="Passage: [[fault:429@3600]] daily quota\nTask:")])[0]
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # not the hour the server asked for
     assert result.error.startswith("http_429:") and "exceeds max_retry_after_s" in result.error
     assert len(server.log) == 1
     llm.close()
@@ -122,7 +125,7 @@ def test_hang_is_cut_by_the_timeout_and_retried(backend):
     result = llm.generate([GenerationRequest(prompt=RECOVER["hang"])])[0]
     elapsed = time.monotonic() - started
     assert result.error is None
-    assert FAST["timeout_s"] <= elapsed < FAST["timeout_s"] + 0.5
+    assert FAST["timeout_s"] <= elapsed < HANG_S  # cut by the timeout, not answered when the hang ended
     assert [r.outcome for r in server.log] == ["hang", "ok"]
     assert llm.usage.retried == {"timeout": 1}
 
