@@ -35,6 +35,7 @@ from .generate import generate
 from .llm.base import LLM
 from .llm.cache import CachedLLM
 from .llm.registry import LazyLLM
+from .prompts import GENERATION_PROMPT_ID, SCORING_PROMPT_ID
 from .records import FRetExample, GeneratedQuery, RankedCandidates
 from .relabel import relabel
 from .retrieve import embedder_name, retrieve
@@ -117,7 +118,7 @@ def build_fret(
         return StageCheckpoint(stage, record_type, key, folder=folder, fingerprint=fp, overwrite=overwrite)
 
     corpus_fp = fingerprint([p.model_dump() for p in passages_])
-    generate_fp = fingerprint("generate", config.generate, teacher.name, corpus_fp)
+    generate_fp = fingerprint("generate", config.generate, teacher.name, corpus_fp, GENERATION_PROMPT_ID)
     generated = generate(
         passages_, teacher, config.generate, checkpoint=checkpoint("generate", GeneratedQuery, lambda q: q.id, generate_fp)
     )
@@ -134,7 +135,7 @@ def build_fret(
     )
 
     ranker = None if config.relabel.rank_by == "seed" else teacher if scorer is None else _cached(scorer, out, "scorer")
-    relabel_fp = fingerprint("relabel", config.relabel, ranker.name if ranker else None, retrieve_fp)
+    relabel_fp = fingerprint("relabel", config.relabel, ranker.name if ranker else None, retrieve_fp, SCORING_PROMPT_ID)
     relabelled = relabel(
         retrieved.records,
         passages_,

@@ -6,6 +6,7 @@ gemma-3-270m can follow them as well as instruction-tuned ones.
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 from pydantic import BaseModel, ConfigDict
@@ -18,6 +19,8 @@ __all__ = [
     "rc_question",
     "rc_context",
     "RC_CHOICES",
+    "GENERATION_PROMPT_ID",
+    "SCORING_PROMPT_ID",
 ]
 
 
@@ -98,10 +101,10 @@ FEW_SHOT_POOL: tuple[FewShotExample, ...] = (
     ),
     FewShotExample(
         task_type="tool description",
-        passage="grep searches the named input files for lines containing a match to the given patterns and "
-        "prints each matching line.",
-        task="Given a description of what a command does, retrieve the manual page of that command",
-        query="print lines that match a pattern",
+        passage="VLOOKUP searches the first column of a table for a value and returns the value in the same row "
+        "from a column that you choose.",
+        task="Given a description of what a spreadsheet function does, retrieve the documentation of that function",
+        query="look up a key in a table and return another column of its row",
     ),
 )
 
@@ -149,3 +152,18 @@ def rc_question() -> str:
 def rc_context(passage: str, task: str, query: str) -> str:
     """The separate relevance prompt of the paper: query first, then the passage, then the question."""
     return f"Task: {task}\nQuery: {query}\nPassage: {passage}{rc_question()}"
+
+
+def _text_id(*texts: str) -> str:
+    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+
+
+#: Identity of the generation prompt (header, layout, few-shot pool). It is part of the
+#: ``generate`` stage fingerprint, so editing the prompt makes saved output stale instead of
+#: silently reusing queries written with the old one.
+GENERATION_PROMPT_ID = _text_id(_GENERATION_HEADER, _block("{passage}", "{task}", "{query}"), _block("{passage}"),
+                                *(e.model_dump_json() for e in FEW_SHOT_POOL))
+
+#: Identity of the relabelling prompts (query likelihood, relevance question and answers); part
+#: of the ``relabel`` stage fingerprint.
+SCORING_PROMPT_ID = _text_id(ql_context("{passage}", "{task}"), rc_context("{passage}", "{task}", "{query}"), *RC_CHOICES)

@@ -59,6 +59,7 @@ from .records import FRetExample, Passage, Record
 from .synth_prompts import (
     BUILTIN_TASKS,
     CATEGORIES,
+    PROMPTS_ID,
     Category,
     answer_prefix,
     brainstorm_prompt,
@@ -317,7 +318,7 @@ def generate_triplets(
     brainstormed = StageResult[SynthTask](records=[], stats={"tasks": 0})
     brainstorm_fp = ""
     if tasks is None and config.tasks != "builtin":
-        brainstorm_fp = fingerprint("brainstorm", config.model_dump(include=_BRAINSTORM_FIELDS), teacher.name)
+        brainstorm_fp = fingerprint("brainstorm", config.model_dump(include=_BRAINSTORM_FIELDS), teacher.name, PROMPTS_ID)
         brainstormed = brainstorm_tasks(
             teacher, config, checkpoint=checkpoint("brainstorm", SynthTask, _call_of, brainstorm_fp)
         )
@@ -328,7 +329,7 @@ def generate_triplets(
             "use SynthConfig(tasks='both') or 'builtin' (--tasks both|builtin) to add the built-in tasks"
         )
     tasks_fp = fingerprint("tasks", fixed, brainstorm_fp)
-    triplets_fp = fingerprint("triplets", config, teacher.name, tasks_fp)
+    triplets_fp = fingerprint("triplets", config, teacher.name, tasks_fp, PROMPTS_ID)
     triplets = write_triplets(
         all_tasks, teacher, config, checkpoint=checkpoint("triplets", FRetExample, lambda e: e.id, triplets_fp)
     )

@@ -23,9 +23,11 @@ written without brainstorming (``SynthConfig.tasks="builtin"``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,7 +49,13 @@ __all__ = [
     "builtin_tasks",
     "completion_brainstorm_prompt",
     "completion_triplet_prompt",
+    "PROMPTS_ID",
 ]
+
+#: Identity of this module's prompts, worked examples and built-in tasks (a hash of its source):
+#: part of the synth stage fingerprints, so that editing a prompt makes saved output stale
+#: instead of silently reusing examples written with the old one.
+PROMPTS_ID = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 Category = Literal["short-long", "long-short", "short-short", "long-long", "sts", "bitext", "classification"]
 

@@ -25,7 +25,7 @@ CFG = GenerateConfig()
         (" find it\nQuery: " + "word " * 40, (None, "too_long")),
         (" найти\nQuery: как вывести список файлов", (None, "wrong_language")),
         (" find it\nQuery: lists information about the files in a directory sorted alphabetically", (None, "copy_of_passage")),
-        (" find it\nQuery: print lines that match a pattern", (None, "copy_of_example")),
+        (" find it\nQuery: look up a key in a table and return another column of its row", (None, "copy_of_example")),
         (" list the files\nQuery: list the files", (None, "query_is_task")),
         (" find it\nQuery: What is the claim? What is the claim?", (None, "repetitive")),
         (" find it\nQuery: the name of the pattern that matches the name of the pattern", (None, "repetitive")),

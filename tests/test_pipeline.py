@@ -188,3 +188,13 @@ def test_cli_run_checks_the_eval_folder_before_any_llm_call(corpus, tmp_path, ca
     assert main(args) == 2
     assert "missing: not a folder (expected a BEIR folder" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("prompt_id", "stage"), [("GENERATION_PROMPT_ID", "generate"), ("SCORING_PROMPT_ID", "relabel")])
+def test_an_edited_prompt_makes_saved_output_stale(corpus, embedder, tmp_path, monkeypatch, prompt_id, stage):
+    import gecko_distill.pipeline as pipeline
+
+    build_fret(corpus, llm=FakeLLM(), embedder=embedder, config=CONFIG, output_dir=tmp_path / "run")
+    monkeypatch.setattr(pipeline, prompt_id, "edited-prompt")
+    with pytest.raises(StaleOutputError, match=f"run/{stage}: refusing to reuse the '{stage}' stage output"):
+        build_fret(corpus, llm=FakeLLM(), embedder=embedder, config=CONFIG, output_dir=tmp_path / "run")

@@ -628,3 +628,12 @@ def test_auto_prompt_style_follows_the_teacher(tmp_path) -> None:
                                                                  "tasks_per_category": 1}), output_dir=tmp_path / "run")
     assert [e.query for e in result.records] == ["cat"]
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["config"]["prompt_style"] == "completion"
+
+
+def test_edited_prompts_make_saved_output_stale(tmp_path, monkeypatch) -> None:
+    import gecko_distill.synth as synth
+
+    generate_triplets(FakeLLM(replies=canned()), ONE, output_dir=tmp_path)
+    monkeypatch.setattr(synth, "PROMPTS_ID", "edited-prompts")
+    with pytest.raises(StaleOutputError, match="brainstorm"):
+        generate_triplets(FakeLLM(), ONE, output_dir=tmp_path)
