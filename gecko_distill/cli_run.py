@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 from .cli import build_fret_from_args, fret_arguments
 from .cli_train import config_or_input_error, train_config, training_arguments
 
 __all__ = ["register"]
-
-logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .evaluate import DEFAULT_TASK, EvalConfig, evaluate, markdown_table, plot_reports
+    from .evaluate import DEFAULT_TASK, EvalConfig, evaluate, load_beir, markdown_table, plot_reports
     from .train import PROVENANCE_FILE, train, trained_from
 
     out = Path(args.out)
@@ -64,8 +61,6 @@ def _run(args: argparse.Namespace) -> int:
     config = train_config(args)  # invalid training options fail before any LLM call
     eval_config = config_or_input_error(EvalConfig, task=args.task or DEFAULT_TASK, split=args.split)
     if args.eval:
-        from .evaluate import load_beir
-
         load_beir(args.eval, eval_config.split)  # a broken BEIR folder fails before any LLM call
 
     fret = build_fret_from_args(args, fret_dir)

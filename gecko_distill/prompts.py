@@ -6,10 +6,11 @@ gemma-3-270m can follow them as well as instruction-tuned ones.
 
 from __future__ import annotations
 
-import hashlib
 import random
 
 from pydantic import BaseModel, ConfigDict
+
+from ._io import fingerprint
 
 __all__ = [
     "FewShotExample",
@@ -154,16 +155,12 @@ def rc_context(passage: str, task: str, query: str) -> str:
     return f"Task: {task}\nQuery: {query}\nPassage: {passage}{rc_question()}"
 
 
-def _text_id(*texts: str) -> str:
-    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
-
-
 #: Identity of the generation prompt (header, layout, few-shot pool). It is part of the
 #: ``generate`` stage fingerprint, so editing the prompt makes saved output stale instead of
 #: silently reusing queries written with the old one.
-GENERATION_PROMPT_ID = _text_id(_GENERATION_HEADER, _block("{passage}", "{task}", "{query}"), _block("{passage}"),
-                                *(e.model_dump_json() for e in FEW_SHOT_POOL))
+GENERATION_PROMPT_ID = fingerprint(_GENERATION_HEADER, _block("{passage}", "{task}", "{query}"), _block("{passage}"),
+                                   FEW_SHOT_POOL)
 
 #: Identity of the relabelling prompts (query likelihood, relevance question and answers); part
 #: of the ``relabel`` stage fingerprint.
-SCORING_PROMPT_ID = _text_id(ql_context("{passage}", "{task}"), rc_context("{passage}", "{task}", "{query}"), *RC_CHOICES)
+SCORING_PROMPT_ID = fingerprint(ql_context("{passage}", "{task}"), rc_context("{passage}", "{task}", "{query}"), RC_CHOICES)

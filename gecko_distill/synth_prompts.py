@@ -23,7 +23,6 @@ written without brainstorming (``SynthConfig.tasks="builtin"``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections.abc import Sequence
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ._io import fingerprint
 
 __all__ = [
     "Category",
@@ -55,7 +56,7 @@ __all__ = [
 #: Identity of this module's prompts, worked examples and built-in tasks (a hash of its source):
 #: part of the synth stage fingerprints, so that editing a prompt makes saved output stale
 #: instead of silently reusing examples written with the old one.
-PROMPTS_ID = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+PROMPTS_ID = fingerprint(Path(__file__).read_text(encoding="utf-8"))
 
 Category = Literal["short-long", "long-short", "short-short", "long-long", "sts", "bitext", "classification"]
 

@@ -147,15 +147,21 @@ def load_fret(path: str | Path) -> tuple[list[FRetExample], dict[str, Any]]:
     examples = read_jsonl(jsonl, FRetExample)
     if not examples:
         raise InputError(f"{jsonl}: no FRet examples")
+    manifest = _read_manifest(folder)
+    if manifest is None:
+        logger.warning("%s: no manifest.json; the model card will not record where the data came from", folder)
+    return examples, manifest or {}
+
+
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    """``folder/manifest.json``, or ``None`` if there is none; invalid JSON is an ``InputError``."""
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
-        logger.warning("%s: no manifest.json; the model card will not record where the data came from", folder)
-        return examples, {}
+        return None
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        return json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{manifest_path}: not valid JSON ({exc})") from None
-    return examples, manifest
 
 
 def fret_dataset(examples: Sequence[FRetExample], query_format: QueryFormat = "gecko") -> Any:
@@ -318,12 +324,13 @@ def trained_from(output_dir: str | Path, examples: str | Path, *, config: TrainC
     provenance_path = Path(output_dir) / PROVENANCE_FILE
     if not provenance_path.is_file():
         return False
+    examples = Path(examples)
     try:
         provenance = json.loads(provenance_path.read_text(encoding="utf-8"))
-        _, manifest = load_fret(examples)
+        manifest = _read_manifest(examples.parent if examples.suffix == ".jsonl" else examples) or {}
+        resolved = resolve_query_format(config, manifest)
     except (json.JSONDecodeError, UnicodeDecodeError, InputError):
         return False
-    resolved = resolve_query_format(config, manifest)
     return (
         bool(manifest.get("fingerprint"))
         and provenance.get("fret_manifest", {}).get("fingerprint") == manifest["fingerprint"]
