@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gecko_distill.encoding import encode_documents, encode_queries, load_model
+from gecko_distill.embedder.encoding import encode_documents, encode_queries, load_model
 from gecko_distill.paths import default_embedder_path
 
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."

@@ -27,7 +27,7 @@ perturbed queries (another seed), so the recall below is measured on queries it 
 fitted to.
 
 The approximate index is built and tuned exactly as ``retrieve`` does for a corpus of that
-size (:func:`gecko_distill.index.build_index` and :func:`~gecko_distill.index.tune_and_measure`
+size (:func:`gecko_distill.fret.index.build_index` and :func:`~gecko_distill.fret.index.tune_and_measure`
 with the default :class:`~gecko_distill.RetrieveConfig`). Exact search is a FAISS
 ``IndexFlatIP`` (BLAS). With ``--threads 1`` the queries-per-second ratio compares the two
 fairly: each uses one core.
@@ -82,7 +82,7 @@ def main() -> None:
     import numpy as np
 
     from gecko_distill import RetrieveConfig
-    from gecko_distill.index import build_index, choose_index, recall_at_k, tune_and_measure
+    from gecko_distill.fret.index import build_index, choose_index, recall_at_k, tune_and_measure
 
     faiss.omp_set_num_threads(args.threads)
     config = RetrieveConfig(top_n=args.k, **({"ivf_nlist_factor": args.nlist_factor} if args.nlist_factor else {}))
@@ -165,7 +165,7 @@ def unit(x, np):
 
 def measure(build, queries, k: int, faiss, tune=None) -> dict:
     """Build (and tune) an index, then time a search of all ``queries`` (after one warm-up)."""
-    from gecko_distill.index import search
+    from gecko_distill.fret.index import search
 
     started = time.perf_counter()
     index, description = build()

@@ -11,18 +11,18 @@ corpus-free synthetic data::
 from ._version import __version__
 from .config import FRetConfig, GenerateConfig, RelabelConfig, RetrieveConfig
 from .corpus import load_passages
-from .encoding import encode_documents, encode_queries
-from .evaluate import EvalConfig, RetrievalReport, evaluate, plot_reports
+from .embedder.encoding import encode_documents, encode_queries
+from .embedder.evaluate import EvalConfig, RetrievalReport, evaluate, plot_reports
 from .errors import GeckoDistillError, InputError, MissingDependencyError, StaleOutputError
-from .formatting import QueryFormat, format_document, format_query
-from .generate import generate
+from .embedder.formatting import QueryFormat, format_document, format_query
+from .fret.generate import generate
 from .llm import LLM, CachedLLM, get_llm
-from .pipeline import FRetDataset, build_fret
+from .fret.pipeline import FRetDataset, build_fret
 from .records import Candidate, FRetExample, GeneratedQuery, Passage, RankedCandidates, Skip
-from .relabel import relabel
-from .retrieve import retrieve
-from .synth import SynthConfig, generate_triplets
-from .train import TrainConfig, train
+from .fret.relabel import relabel
+from .fret.retrieve import retrieve
+from .e5.synth import SynthConfig, generate_triplets
+from .embedder.train import TrainConfig, train
 
 __all__ = [
     "__version__",

@@ -64,7 +64,7 @@ class GenerateConfig(_Config):
 class RetrieveConfig(_Config):
     """Settings of the ``retrieve`` stage (embed, then FAISS top-N neighbours per query).
 
-    See :mod:`gecko_distill.index` for how the index is chosen, tuned and checked.
+    See :mod:`gecko_distill.fret.index` for how the index is chosen, tuned and checked.
 
     Attributes:
         top_n: Candidates per query (paper: 20). The seed passage is always among them.

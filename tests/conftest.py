@@ -17,7 +17,7 @@ def pydoc_passages() -> list[Passage]:
 @pytest.fixture(scope="session")
 def embedder():
     """The offline default embedder (all-MiniLM-L6-v2), loaded once."""
-    from gecko_distill.encoding import load_model
+    from gecko_distill.embedder.encoding import load_model
 
     return load_model(device="cpu")
 

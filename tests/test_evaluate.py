@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gecko_distill.errors import InputError
-from gecko_distill.evaluate import (
+from gecko_distill.embedder.evaluate import (
     DimScores,
     EvalConfig,
     RetrievalReport,
@@ -20,7 +20,7 @@ from gecko_distill.evaluate import (
     load_beir,
     plot_reports,
 )
-from gecko_distill.formatting import format_document, format_query
+from gecko_distill.embedder.formatting import format_document, format_query
 
 MANPAGES = Path("/work/shared/data/manpages")
 
@@ -128,7 +128,7 @@ def test_input_formats_go_through_formatting(beir: Path) -> None:
 
 
 def test_formatting_module_is_the_one_used(beir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import gecko_distill.formatting as formatting
+    import gecko_distill.embedder.formatting as formatting
 
     monkeypatch.setattr(formatting, "format_query", lambda task, query, fmt: f"<Q {query} {fmt}>")
     monkeypatch.setattr(formatting, "format_document", lambda text, title, fmt: f"<D {text} {fmt}>")

@@ -4,8 +4,8 @@ import pytest
 from pydantic import ValidationError
 
 from gecko_distill import GenerateConfig, Passage, generate
-from gecko_distill.generate import few_shot_set, parse_generation
-from gecko_distill.prompts import FEW_SHOT_POOL, generation_prompt
+from gecko_distill.fret.generate import few_shot_set, parse_generation
+from gecko_distill.fret.prompts import FEW_SHOT_POOL, generation_prompt
 from gecko_distill.testing import FakeLLM
 
 PASSAGE = "The ls command lists information about the files in a directory, sorted alphabetically by default."

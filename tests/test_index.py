@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from gecko_distill import GeneratedQuery, Passage, RetrieveConfig, retrieve
-from gecko_distill.embedding_cache import EmbeddingCache, embedder_identity
-from gecko_distill.index import (
+from gecko_distill.embedder.embedding_cache import EmbeddingCache, embedder_identity
+from gecko_distill.fret.index import (
     build_index,
     choose_index,
     exact_search,
@@ -77,7 +77,7 @@ def test_retrieve_reports_the_index_it_used():
 def test_low_recall_is_a_warning(caplog):
     queries, passages = corpus()
     config = RetrieveConfig(top_n=5, index="ivf", ivf_nlist=8, ivf_nprobe=1)
-    with caplog.at_level("INFO", logger="gecko_distill.retrieve"):
+    with caplog.at_level("INFO", logger="gecko_distill.fret.retrieve"):
         result = retrieve(queries, passages, CountingEncoder(), config, embedding_cache=False)
     recall = result.stats["index_recall_at_n"]
     [record] = [r for r in caplog.records if "against exact search" in r.message]

@@ -159,7 +159,7 @@ def _beir_from(corpus, folder, n_queries=3):
 
 
 def test_cli_run_builds_trains_evaluates_and_reuses_the_model(corpus, tmp_path, capsys):
-    from gecko_distill.evaluate import RetrievalReport
+    from gecko_distill.embedder.evaluate import RetrievalReport
 
     beir, out = _beir_from(corpus, tmp_path / "beir"), tmp_path / "run"
     args = ["run", str(corpus), "--out", str(out), "--eval", str(beir), "--llm", "fake", "--top-n", "4", "--limit", "8",
@@ -192,7 +192,7 @@ def test_cli_run_checks_the_eval_folder_before_any_llm_call(corpus, tmp_path, ca
 
 @pytest.mark.parametrize(("prompt_id", "stage"), [("GENERATION_PROMPT_ID", "generate"), ("SCORING_PROMPT_ID", "relabel")])
 def test_an_edited_prompt_makes_saved_output_stale(corpus, embedder, tmp_path, monkeypatch, prompt_id, stage):
-    import gecko_distill.pipeline as pipeline
+    import gecko_distill.fret.pipeline as pipeline
 
     build_fret(corpus, llm=FakeLLM(), embedder=embedder, config=CONFIG, output_dir=tmp_path / "run")
     monkeypatch.setattr(pipeline, prompt_id, "edited-prompt")

@@ -2,7 +2,7 @@ import pytest
 
 from gecko_distill import Candidate, GeneratedQuery, Passage, RankedCandidates, RelabelConfig, relabel
 from gecko_distill.llm import Score, UnsupportedCapabilityError
-from gecko_distill.relabel import rank_with_ties, reciprocal_rank_fusion
+from gecko_distill.fret.relabel import rank_with_ties, reciprocal_rank_fusion
 from gecko_distill.testing import FakeLLM
 
 PASSAGES = [
@@ -145,7 +145,7 @@ def test_chunks_of_queries_go_to_the_backend_in_one_call_and_change_no_result():
 
 
 def test_overlapping_chunks_cover_every_query_once_and_group_shared_candidates():
-    from gecko_distill.relabel import overlapping_chunks
+    from gecko_distill.fret.relabel import overlapping_chunks
 
     def item(qid, *pids):
         return RankedCandidates(query=QUERY.model_copy(update={"id": qid}),

@@ -10,15 +10,15 @@ from collections.abc import Sequence
 import pytest
 from pydantic import ValidationError
 
-from gecko_distill import formatting
+from gecko_distill.embedder import formatting
 from gecko_distill._json_output import JSONOutputError, extract_json
-from gecko_distill.cli_synth import register
+from gecko_distill.cli.synth import register
 from gecko_distill.errors import GeckoDistillError, StaleOutputError
 from gecko_distill.llm import GenerationRequest
 from gecko_distill.llm.base import Generation
-from gecko_distill import synth
+from gecko_distill.e5 import synth
 from gecko_distill.records import FRetExample
-from gecko_distill.synth import (
+from gecko_distill.e5.synth import (
     SynthConfig,
     SynthError,
     SynthTask,
@@ -30,7 +30,7 @@ from gecko_distill.synth import (
     parse_triplet,
     write_triplets,
 )
-from gecko_distill.synth_prompts import CATEGORIES, answer_prefix, sample_placeholders, triplet_prompt
+from gecko_distill.e5.prompts import CATEGORIES, answer_prefix, sample_placeholders, triplet_prompt
 from gecko_distill.testing import FakeLLM
 
 ONE = SynthConfig(categories=("short-long",), tasks="brainstorm", tasks_per_category=2, triplets_per_task=1, max_attempts=2)
@@ -328,7 +328,7 @@ def test_output_folder_is_reused_without_llm_calls(tmp_path) -> None:
 
 
 def test_train_reads_the_query_format_of_a_synth_folder(tmp_path) -> None:
-    from gecko_distill.train import TrainConfig, load_fret, resolve_query_format
+    from gecko_distill.embedder.train import TrainConfig, load_fret, resolve_query_format
 
     generate_triplets(FakeLLM(replies=canned()), ONE.model_copy(update={"query_format": "gecko"}), output_dir=tmp_path / "g")
     generate_triplets(FakeLLM(replies=canned()), ONE, output_dir=tmp_path / "e5")
@@ -373,7 +373,7 @@ def run_cli(argv: list[str]) -> int:
 
 
 def test_cli_synth_prints_a_summary(tmp_path, monkeypatch, capsys) -> None:
-    import gecko_distill.cli_synth as cli_synth
+    import gecko_distill.cli.synth as cli_synth
 
     monkeypatch.setattr(cli_synth, "_teacher", lambda name: FakeLLM(replies=canned() + ["bad"]))
     status = run_cli(["synth", "--out", str(tmp_path), "--llm", "fake", "--categories", "short-long", "--tasks", "brainstorm",
@@ -398,7 +398,7 @@ def test_cli_synth_errors_are_library_errors(tmp_path) -> None:
 
 # -- training on FRet mixed with synthetic data -------------------------------------------------
 def test_mixed_fret_and_synthetic_data_reach_train(pydoc_passages, tmp_path, monkeypatch) -> None:
-    from gecko_distill.train import PROVENANCE_FILE, TrainConfig, train
+    from gecko_distill.embedder.train import PROVENANCE_FILE, TrainConfig, train
 
     fret = [
         FRetExample(id=f"{p.id}#0", task="Given the opening words of a section, retrieve it", query=" ".join(p.text.split()[:6]),
@@ -453,7 +453,7 @@ def test_real_teacher_runs_both_stages_and_keeps_only_valid_output(real_llm) -> 
 
 # -- built-in and given tasks ---------------------------------------------------------------------
 def test_builtin_tasks_need_no_brainstorm() -> None:
-    from gecko_distill.synth_prompts import BUILTIN_TASKS
+    from gecko_distill.e5.prompts import BUILTIN_TASKS
 
     config = SynthConfig(categories=("sts", "classification"), tasks="builtin", tasks_per_category=3, triplets_per_task=1)
     replies = [f'{{"S1": "sentence {i}", "S2": "phrase {i}", "S3": "other {i}"}}' for i in range(3)] + [
@@ -514,7 +514,7 @@ def test_given_tasks_are_checked(tasks, match: str) -> None:
 
 
 def test_load_tasks_reads_json_and_jsonl(tmp_path) -> None:
-    from gecko_distill.synth import load_tasks
+    from gecko_distill.e5.synth import load_tasks
 
     (tmp_path / "a.json").write_text(json.dumps({"sts": ["Retrieve similar tweets."]}))
     (tmp_path / "b.json").write_text(json.dumps([{"category": "sts", "task": "Retrieve similar tweets."}]))
@@ -539,7 +539,7 @@ def test_other_given_tasks_are_refused_in_the_same_folder(tmp_path) -> None:
 
 
 def test_cli_synth_reads_a_tasks_file(tmp_path, monkeypatch, capsys) -> None:
-    import gecko_distill.cli_synth as cli_synth
+    import gecko_distill.cli.synth as cli_synth
 
     (tmp_path / "tasks.jsonl").write_text('{"category": "sts", "task": "Retrieve tweets that say the same."}\n')
     monkeypatch.setattr(cli_synth, "_teacher", lambda name: FakeLLM(replies=['{"S1": "a b", "S2": "c d", "S3": "e f"}']))
@@ -568,7 +568,7 @@ COMPLETION = SynthConfig(categories=("short-long",), tasks="brainstorm", tasks_p
 
 
 def test_completion_brainstorm_continues_a_list_of_builtin_tasks() -> None:
-    from gecko_distill.synth_prompts import BUILTIN_TASKS
+    from gecko_distill.e5.prompts import BUILTIN_TASKS
 
     llm = FakeLLM(replies=['Given a question about tides, retrieve tables.", "Given a word, retrieve its synonyms."]'])
     result = brainstorm_tasks(llm, COMPLETION.model_copy(update={"categories": ("short-short",)}))
@@ -611,7 +611,7 @@ def test_a_completion_text_cut_by_the_budget_keeps_its_whole_sentences() -> None
 
 def test_auto_prompt_style_follows_the_teacher(tmp_path) -> None:
     from gecko_distill.llm.cache import CachedLLM
-    from gecko_distill.synth import resolve_prompt_style
+    from gecko_distill.e5.synth import resolve_prompt_style
 
     class Completer(FakeLLM):
         chat = False
@@ -631,7 +631,7 @@ def test_auto_prompt_style_follows_the_teacher(tmp_path) -> None:
 
 
 def test_edited_prompts_make_saved_output_stale(tmp_path, monkeypatch) -> None:
-    import gecko_distill.synth as synth
+    import gecko_distill.e5.synth as synth
 
     generate_triplets(FakeLLM(replies=canned()), ONE, output_dir=tmp_path)
     monkeypatch.setattr(synth, "PROMPTS_ID", "edited-prompts")

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from gecko_distill.llm.registry import LazyLLM, UnknownLLMError, get_llm
-from gecko_distill.synth import DEFAULT_SYNTH_LLM, SynthConfig, generate_triplets, parse_triplet
-from gecko_distill.synth_prompts import output_schema
+from gecko_distill.e5.synth import DEFAULT_SYNTH_LLM, SynthConfig, generate_triplets, parse_triplet
+from gecko_distill.e5.prompts import output_schema
 
 
 @pytest.fixture(scope="module")

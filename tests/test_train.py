@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gecko_distill import formatting
-from gecko_distill.encoding import encode_documents, encode_queries, format_documents, format_queries, load_model
+from gecko_distill.embedder import formatting
+from gecko_distill.embedder.encoding import encode_documents, encode_queries, format_documents, format_queries, load_model
 from gecko_distill.errors import InputError
-from gecko_distill.evaluate import beir_evaluator, evaluate
+from gecko_distill.embedder.evaluate import beir_evaluator, evaluate
 from gecko_distill.records import FRetExample, Passage
-from gecko_distill.train import (
+from gecko_distill.embedder.train import (
     PROVENANCE_FILE,
     TrainConfig,
     build_loss,

@@ -17,8 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .cli import build_fret_from_args, fret_arguments
-from .cli_train import config_or_input_error, train_config, training_arguments
+from .main import build_fret_from_args, fret_arguments
+from .train import config_or_input_error, train_config, training_arguments
 
 __all__ = ["register"]
 
@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .evaluate import DEFAULT_TASK, EvalConfig, evaluate, load_beir, markdown_table, plot_reports
-    from .train import PROVENANCE_FILE, train, trained_from
+    from ..embedder.evaluate import DEFAULT_TASK, EvalConfig, evaluate, load_beir, markdown_table, plot_reports
+    from ..embedder.train import PROVENANCE_FILE, train, trained_from
 
     out = Path(args.out)
     fret_dir, model_dir = out / "fret", out / "model"

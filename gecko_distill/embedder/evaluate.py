@@ -19,12 +19,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._io import _json_lines
-from ._lazy import require
-from ._version import __version__
+from .._io import _json_lines
+from .._lazy import require
+from .._version import __version__
 from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, load_model
 from . import formatting
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "EvalConfig",
@@ -57,7 +57,7 @@ class EvalConfig(BaseModel):
             ``Instruct: {task}\\nQuery: {query}`` and ``title + " " + text`` (as trained with
             ``TrainConfig(query_format="e5")``); ``"plain"`` embeds the raw query and
             ``title + " " + text`` (the usual BEIR baseline). ``"gecko"`` and ``"e5"`` go
-            through :mod:`gecko_distill.formatting`, as training does.
+            through :mod:`gecko_distill.embedder.formatting`, as training does.
         task: The task description of ``"gecko"`` and ``"e5"`` queries.
         split: Which ``qrels/{split}.tsv`` to read.
         batch_size: Encoding batch size.
@@ -226,7 +226,7 @@ def beir_evaluator(
 ) -> Any:
     """An ``InformationRetrievalEvaluator`` over a BEIR folder, with our input format.
 
-    Pass it to :func:`gecko_distill.train.train` (``evaluator=``) to validate during training.
+    Pass it to :func:`gecko_distill.embedder.train.train` (``evaluator=``) to validate during training.
 
     Example:
         >>> evaluator = beir_evaluator("/work/shared/data/manpages", name="manpages")  # doctest: +SKIP

@@ -31,7 +31,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._io import fingerprint
+from .._io import fingerprint
 
 __all__ = [
     "Category",

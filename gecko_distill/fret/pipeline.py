@@ -26,17 +26,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._io import StageCheckpoint, fingerprint, write_jsonl
-from ._version import __version__
-from .config import FRetConfig
-from .corpus import PassageSource, load_passages
-from .errors import GeckoDistillError
+from .._io import StageCheckpoint, fingerprint, write_jsonl
+from .._version import __version__
+from ..config import FRetConfig
+from ..corpus import PassageSource, load_passages
+from ..errors import GeckoDistillError
 from .generate import generate
-from .llm.base import LLM
-from .llm.cache import CachedLLM
-from .llm.registry import LazyLLM
+from ..llm.base import LLM
+from ..llm.cache import CachedLLM
+from ..llm.registry import LazyLLM
 from .prompts import GENERATION_PROMPT_ID, SCORING_PROMPT_ID
-from .records import FRetExample, GeneratedQuery, RankedCandidates
+from ..records import FRetExample, GeneratedQuery, RankedCandidates
 from .relabel import relabel
 from .retrieve import embedder_name, retrieve
 
@@ -179,7 +179,7 @@ def _with_costs(result, llm: LLM | None) -> dict[str, Any]:
     stats = {**result.stats, "skipped": result.skip_counts}
     if llm is None:
         return stats
-    from .llm.cost import estimate_cost, load_prices
+    from ..llm.cost import estimate_cost, load_prices
 
     prices = load_prices(os.environ["GECKO_DISTILL_PRICES"]) if os.environ.get("GECKO_DISTILL_PRICES") else None
     tokens = stats.get("llm_prompt_tokens", 0), stats.get("llm_completion_tokens", 0)

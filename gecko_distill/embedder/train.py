@@ -1,9 +1,9 @@
 """Train a small embedder on FRet (and, optionally, other labelled data) with sentence-transformers.
 
 Nothing here is a training loop or a loss of our own: :func:`train` maps records to
-``anchor``/``positive``/``negative`` columns, formatted by :mod:`gecko_distill.formatting` in
+``anchor``/``positive``/``negative`` columns, formatted by :mod:`gecko_distill.embedder.formatting` in
 ``TrainConfig.query_format`` (the same functions and format used at query time, see
-:mod:`gecko_distill.encoding`), and hands them to
+:mod:`gecko_distill.embedder.encoding`), and hands them to
 ``SentenceTransformerTrainer`` with
 
 ``MatryoshkaLoss(model, MultipleNegativesRankingLoss(model, directions=...), dims)``
@@ -29,13 +29,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import formatting
-from ._io import read_jsonl
-from ._lazy import require
-from ._version import __version__
+from .._io import read_jsonl
+from .._lazy import require
+from .._version import __version__
 from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, format_documents, format_queries, load_model
-from .errors import InputError
+from ..errors import InputError
 from .formatting import QUERY_FORMATS, QueryFormat
-from .records import FRetExample
+from ..records import FRetExample
 
 __all__ = [
     "TrainConfig",
@@ -260,7 +260,7 @@ def train(
         extra_datasets: Other labelled sets by name (see :func:`labelled_dataset`), mixed with
             FRet at ``config.mix_ratios``.
         evaluator: A sentence-transformers evaluator run during training (e.g.
-            :func:`gecko_distill.evaluate.beir_evaluator`).
+            :func:`gecko_distill.embedder.evaluate.beir_evaluator`).
         overwrite: Replace a non-empty ``output_dir`` instead of refusing it.
 
     Returns:
@@ -273,7 +273,7 @@ def train(
             manifest, or a non-empty ``output_dir``.
 
     Example:
-        >>> from gecko_distill.train import TrainConfig, train
+        >>> from gecko_distill.embedder.train import TrainConfig, train
         >>> path = train("runs/fret", output_dir="runs/model",
         ...              config=TrainConfig(epochs=1, batch_size=16))  # doctest: +SKIP
         >>> from sentence_transformers import SentenceTransformer  # doctest: +SKIP
@@ -504,7 +504,7 @@ def _write_provenance(
         "\n## gecko_distill provenance\n\n"
         f"Distilled from {base} with gecko_distill on LLM-labelled data. Encode queries as "
         f"`{provenance['query_template']!r}` and documents as `{provenance['document_template']!r}` "
-        f"(`gecko_distill.encoding.encode_queries` / `encode_documents` with `query_format={config.query_format!r}` "
+        f"(`gecko_distill.embedder.encoding.encode_queries` / `encode_documents` with `query_format={config.query_format!r}` "
         "do this); any of the Matryoshka "
         f"dimensions {list(dims)} can be used with `SentenceTransformer(path, truncate_dim=d)`.\n\n"
         "FRet manifest:\n\n```json\n" + json.dumps(manifest, indent=2, sort_keys=True) + "\n```\n\n"

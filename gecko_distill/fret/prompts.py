@@ -10,7 +10,7 @@ import random
 
 from pydantic import BaseModel, ConfigDict
 
-from ._io import fingerprint
+from .._io import fingerprint
 
 __all__ = [
     "FewShotExample",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["QueryFormat", "QUERY_FORMATS", "format_query", "format_document"]
 

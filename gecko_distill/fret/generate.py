@@ -20,13 +20,13 @@ import time
 from collections.abc import Sequence
 
 
-from ._io import StageCheckpoint, StageResult
-from ._resample import Resampling, generate_with_resampling
-from ._usage import LLMUsage
-from .config import GenerateConfig
-from .llm.base import LLM, GenerationRequest
+from .._io import StageCheckpoint, StageResult
+from .._resample import Resampling, generate_with_resampling
+from .._usage import LLMUsage
+from ..config import GenerateConfig
+from ..llm.base import LLM, GenerationRequest
 from .prompts import FEW_SHOT_POOL, generation_prompt
-from .records import GeneratedQuery, Passage
+from ..records import GeneratedQuery, Passage
 
 __all__ = ["few_shot_set", "generate", "parse_generation", "truncate_words"]
 

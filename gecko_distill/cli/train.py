@@ -10,7 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from .formatting import QUERY_FORMATS
+from ..embedder.formatting import QUERY_FORMATS
 
 __all__ = ["register"]
 
@@ -82,8 +82,8 @@ def _plot_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def train_config(args: argparse.Namespace, **more):
-    """The :class:`~gecko_distill.train.TrainConfig` of :func:`training_arguments`' options (and ``more``)."""
-    from .train import TrainConfig
+    """The :class:`~gecko_distill.embedder.train.TrainConfig` of :func:`training_arguments`' options (and ``more``)."""
+    from ..embedder.train import TrainConfig
 
     return config_or_input_error(
         TrainConfig,
@@ -102,8 +102,8 @@ def train_config(args: argparse.Namespace, **more):
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .evaluate import beir_evaluator
-    from .train import train
+    from ..embedder.evaluate import beir_evaluator
+    from ..embedder.train import train
 
     config = train_config(args, eval_steps=args.eval_steps)
     evaluator = beir_evaluator(args.validate_on, name=Path(args.validate_on).name) if args.validate_on else None
@@ -116,7 +116,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from .evaluate import DEFAULT_TASK, EvalConfig, evaluate, markdown_table, plot_reports
+    from ..embedder.evaluate import DEFAULT_TASK, EvalConfig, evaluate, markdown_table, plot_reports
 
     config = config_or_input_error(
         EvalConfig, input_format=args.input_format, task=args.task or DEFAULT_TASK, split=args.split, batch_size=args.batch_size
@@ -132,7 +132,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _run_plot(args: argparse.Namespace) -> int:
-    from .evaluate import plot_reports
+    from ..embedder.evaluate import plot_reports
 
     reports = [_load_report(path) for path in args.reports]
     print(f"wrote {plot_reports(reports, args.out)}")
@@ -142,8 +142,8 @@ def _run_plot(args: argparse.Namespace) -> int:
 def _load_report(path: str):
     from pydantic import ValidationError
 
-    from .errors import InputError
-    from .evaluate import RetrievalReport
+    from ..errors import InputError
+    from ..embedder.evaluate import RetrievalReport
 
     try:
         return RetrievalReport.load(path)
@@ -157,7 +157,7 @@ def config_or_input_error(cls, **values):
     """Build a config; an invalid option is an ``InputError`` (one line), not a traceback."""
     from pydantic import ValidationError
 
-    from .errors import InputError
+    from ..errors import InputError
 
     try:
         return cls(**values)

@@ -1,8 +1,8 @@
 """Encode queries and documents exactly as a distilled model was trained.
 
-Training (:func:`gecko_distill.train.train`), evaluation and these helpers all build the model
-input with :func:`~gecko_distill.formatting.format_query` and
-:func:`~gecko_distill.formatting.format_document`, so query-time input matches training input.
+Training (:func:`gecko_distill.embedder.train.train`), evaluation and these helpers all build the model
+input with :func:`~gecko_distill.embedder.formatting.format_query` and
+:func:`~gecko_distill.embedder.formatting.format_document`, so query-time input matches training input.
 Pass the ``query_format`` the model was trained with (``"gecko"`` or ``"e5"``; its
 ``gecko_distill.json`` records it) to the query side and the document side alike.
 """
@@ -18,11 +18,11 @@ from typing import Any, Union
 import numpy as np
 
 from . import formatting
-from ._lazy import require
-from .errors import InputError
+from .._lazy import require
+from ..errors import InputError
 from .formatting import QueryFormat
-from .paths import default_embedder_path
-from .records import Passage
+from ..paths import default_embedder_path
+from ..records import Passage
 
 __all__ = [
     "encode_queries",
@@ -115,7 +115,7 @@ def format_queries(
     Args:
         queries: ``(task, query)`` pairs, or strings that all share ``task``.
         task: The task description for string queries.
-        query_format: ``"gecko"`` or ``"e5"`` (see :func:`~gecko_distill.formatting.format_query`).
+        query_format: ``"gecko"`` or ``"e5"`` (see :func:`~gecko_distill.embedder.formatting.format_query`).
 
     Raises:
         InputError: A plain string query is given without ``task``, or an unknown format.
@@ -145,7 +145,7 @@ def format_documents(documents: Sequence[DocumentInput], query_format: QueryForm
     Args:
         documents: The documents.
         query_format: The input format of the model (the document side of it): ``"gecko"``
-            or ``"e5"`` (see :func:`~gecko_distill.formatting.format_document`).
+            or ``"e5"`` (see :func:`~gecko_distill.embedder.formatting.format_document`).
 
     Example:
         >>> format_documents(["Copy files.", {"title": "ls", "text": "List files."}])
@@ -192,7 +192,7 @@ def encode_queries(
         A float32 array of shape ``(len(queries), dim)``.
 
     Example:
-        >>> from gecko_distill.encoding import encode_documents, encode_queries, load_model
+        >>> from gecko_distill.embedder.encoding import encode_documents, encode_queries, load_model
         >>> model = load_model()
         >>> q = encode_queries(model, ["how do I list files"], task="find the command", truncate_dim=128)
         >>> d = encode_documents(model, [{"title": "ls", "text": "list directory contents"}], truncate_dim=128)

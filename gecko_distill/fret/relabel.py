@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._io import StageCheckpoint, StageResult, progress
-from ._usage import LLMUsage
-from .config import RelabelConfig
+from .._io import StageCheckpoint, StageResult, progress
+from .._usage import LLMUsage
+from ..config import RelabelConfig
 from .generate import truncate_words
-from .llm.base import LLM, Score, ScoreRequest, UnsupportedCapabilityError
+from ..llm.base import LLM, Score, ScoreRequest, UnsupportedCapabilityError
 from .prompts import RC_CHOICES, ql_context, rc_context, rc_question
-from .records import Candidate, FRetExample, Passage, RankedCandidates
+from ..records import Candidate, FRetExample, Passage, RankedCandidates
 
 __all__ = ["relabel", "rank_with_ties", "reciprocal_rank_fusion", "overlapping_chunks"]
 
@@ -76,7 +76,7 @@ def relabel(
     """Score every candidate with the LLM and turn each query into an FRet example.
 
     Args:
-        candidates: Output of :func:`~gecko_distill.retrieve`.
+        candidates: Output of :func:`~gecko_distill.fret.retrieve`.
         passages: The corpus (candidates are looked up by id).
         llm: The teacher; may be ``None`` only with ``config.rank_by="seed"``.
         config: Stage settings; defaults to :class:`RelabelConfig()`.

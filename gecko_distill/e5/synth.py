@@ -5,7 +5,7 @@ Wang et al. (2024), "Improving Text Embeddings with Large Language Models", in t
 1. ``brainstorm``: for each category of the taxonomy (asymmetric short-long, long-short,
    short-short and long-long retrieval; symmetric semantic similarity (``sts``) and
    ``bitext`` retrieval; ``classification``), the LLM lists tasks as a JSON list. The tasks
-   can also come from the built-in list (:data:`~gecko_distill.synth_prompts.BUILTIN_TASKS`,
+   can also come from the built-in list (:data:`~gecko_distill.e5.prompts.BUILTIN_TASKS`,
    ``SynthConfig.tasks="builtin"``), from both, or from your own list (``tasks=``).
 2. ``triplets``: for each task, seeded placeholders (query type, query length, clarity,
    number of words, difficulty, language) fill a prompt that asks for one example as a JSON
@@ -22,7 +22,7 @@ fewer than three words), ``copy_of_example`` (a demonstration or a built-in task
 ``repetitive`` (a text says the same six words twice), ``duplicate`` and ``llm_error``.
 
 The output records are :class:`~gecko_distill.records.FRetExample`, the type FRet uses, so
-:func:`gecko_distill.train.train` takes both and mixes them. A synthetic example follows this
+:func:`gecko_distill.embedder.train.train` takes both and mixes them. A synthetic example follows this
 convention: its ``id`` starts with ``synth:``; ``seed_passage_id`` is ``synth:<category>``;
 ``positive``/``negative`` are :class:`~gecko_distill.records.Passage` records with ids
 ``<example id>:pos``/``:neg`` and no title; ``positive_is_seed`` is ``True`` (the LLM wrote the
@@ -44,19 +44,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import formatting
-from ._io import StageCheckpoint, StageResult, fingerprint, progress, write_jsonl
-from ._json_output import JSONOutputError, extract_json
-from ._resample import Resampling, generate_with_resampling
-from ._usage import LLMUsage
-from ._version import __version__
-from .errors import GeckoDistillError
-from .formatting import QueryFormat
-from .llm.base import LLM, Generation, GenerationRequest
-from .llm.cache import CachedLLM
-from .llm.registry import LazyLLM
-from .records import FRetExample, Passage, Record
-from .synth_prompts import (
+from ..embedder import formatting
+from .._io import StageCheckpoint, StageResult, fingerprint, progress, write_jsonl
+from .._json_output import JSONOutputError, extract_json
+from .._resample import Resampling, generate_with_resampling
+from .._usage import LLMUsage
+from .._version import __version__
+from ..errors import GeckoDistillError
+from ..embedder.formatting import QueryFormat
+from ..llm.base import LLM, Generation, GenerationRequest
+from ..llm.cache import CachedLLM
+from ..llm.registry import LazyLLM
+from ..records import FRetExample, Passage, Record
+from .prompts import (
     BUILTIN_TASKS,
     CATEGORIES,
     PROMPTS_ID,
@@ -116,7 +116,7 @@ class SynthConfig(BaseModel):
         categories: Categories of the taxonomy to write examples for.
         tasks: Where the tasks come from: ``"brainstorm"`` (the LLM lists them, as in the
             paper), ``"builtin"`` (drawn from the hand-written
-            :data:`~gecko_distill.synth_prompts.BUILTIN_TASKS`, ten per category, with no LLM
+            :data:`~gecko_distill.e5.prompts.BUILTIN_TASKS`, ten per category, with no LLM
             call), or ``"both"``. Your own tasks (``generate_triplets(tasks=...)``) replace them.
         tasks_per_category: Tasks per category from each source (the built-in list has ten).
         triplets_per_task: Examples written per task.
@@ -137,15 +137,15 @@ class SynthConfig(BaseModel):
             ``"instructions"``: the paper's prompts, for an instruction-following LLM (an API
             model, a chat-templated local model). ``"auto"``: ``"completion"`` for a local
             model without chat templating (``gemma3-270m``, ``smollm2-135m``, a ``.gguf``
-            file…), ``"instructions"`` otherwise. See :mod:`gecko_distill.synth_prompts`.
+            file…), ``"instructions"`` otherwise. See :mod:`gecko_distill.e5.prompts`.
         few_shot: ``"instructions"`` style only: show a worked answer in every prompt and
             start the answer (``["`` or ``{"user_query": "``). An answer that repeats the
             start is parsed as it is. (``"completion"`` prompts always do both.)
-        query_format: How the examples are embedded (see :mod:`gecko_distill.formatting`):
+        query_format: How the examples are embedded (see :mod:`gecko_distill.embedder.formatting`):
             ``"e5"``, the paper's, is ``Instruct: {task}\\nQuery: {query}`` with documents as
             they are; ``"gecko"`` is ``task: {task} | query: {query}`` and
             ``title: none | text: {text}``. Recorded in the manifest, where
-            :func:`gecko_distill.train.train` reads it when its config leaves it unset.
+            :func:`gecko_distill.embedder.train.train` reads it when its config leaves it unset.
         seed: Seeds the placeholders.
     """
 

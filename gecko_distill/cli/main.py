@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
-from .errors import GeckoDistillError
+from .. import __version__
+from ..errors import GeckoDistillError
 
 if TYPE_CHECKING:
-    from .pipeline import FRetDataset
+    from ..fret.pipeline import FRetDataset
 
 __all__ = ["main"]
 
@@ -68,7 +68,7 @@ def fret_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _fret_config(args: argparse.Namespace):
-    from .config import FRetConfig, GenerateConfig, RelabelConfig, RetrieveConfig
+    from ..config import FRetConfig, GenerateConfig, RelabelConfig, RetrieveConfig
 
     temperature = args.temperature if args.temperature is not None else (0.7 if args.queries_per_passage > 1 else 0.0)
     return FRetConfig(
@@ -86,10 +86,10 @@ def _run_build_fret(args: argparse.Namespace) -> int:
 
 def build_fret_from_args(args: argparse.Namespace, out: str | Path) -> FRetDataset:
     """Run ``build_fret`` with the options of :func:`fret_arguments` and print its summary."""
-    from .corpus import load_passages
-    from .llm.registry import DEFAULT_LLM, get_llm
-    from .pipeline import build_fret
-    from .report import summary_table
+    from ..corpus import load_passages
+    from ..llm.registry import DEFAULT_LLM, get_llm
+    from ..fret.pipeline import build_fret
+    from ..report import summary_table
 
     if args.prices:
         os.environ["GECKO_DISTILL_PRICES"] = args.prices  # read by build_fret's cost estimate
@@ -122,9 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v for info logs, -vv for debug")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _build_fret_parser(subparsers)
-    from . import cli_run, cli_synth, cli_train  # their heavy imports happen inside the commands
+    from . import run, synth, train  # their heavy imports happen inside the commands
 
-    for module in (cli_train, cli_run, cli_synth):
+    for module in (train, run, synth):
         module.register(subparsers)
     return parser
 

@@ -18,7 +18,7 @@ similarity matrix is ever built.
 Example:
     >>> import numpy as np
     >>> from gecko_distill import RetrieveConfig
-    >>> from gecko_distill.index import build_index, choose_index, search
+    >>> from gecko_distill.fret.index import build_index, choose_index, search
     >>> vectors = np.eye(4, dtype=np.float32)
     >>> choose_index(len(vectors), RetrieveConfig())
     'flat'
@@ -37,9 +37,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._lazy import require
-from .config import RetrieveConfig
-from .errors import InputError
+from .._lazy import require
+from ..config import RetrieveConfig
+from ..errors import InputError
 
 __all__ = [
     "IndexKind",

@@ -1,14 +1,14 @@
 """Stage 2: embed queries and passages, and take each query's top-N neighbours with FAISS.
 
 Queries are embedded as ``task: {task} | query: {query}`` and passages as
-``title: {title} | text: {text}`` (see :mod:`gecko_distill.formatting`), normalised, and
+``title: {title} | text: {text}`` (see :mod:`gecko_distill.embedder.formatting`), normalised, and
 searched by inner product (cosine). The seed passage is always among a query's candidates: if
 the embedder did not retrieve it, it replaces the N-th candidate. Passages whose text repeats
 an earlier one are never candidates.
 
 The search is exact up to ``RetrieveConfig.exact_up_to`` passages and approximate (IVF, tuned
-and checked against exact search) above, in chunks of queries (:mod:`gecko_distill.index`).
-Embeddings are cached on disk by embedder and text (:mod:`gecko_distill.embedding_cache`).
+and checked against exact search) above, in chunks of queries (:mod:`gecko_distill.fret.index`).
+Embeddings are cached on disk by embedder and text (:mod:`gecko_distill.embedder.embedding_cache`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._io import StageCheckpoint, StageResult, progress
-from .config import RetrieveConfig
-from .embedding_cache import ENCODE_CHUNK, EmbeddingCache, embedder_identity
-from .encoding import _encode, format_documents, format_queries, load_model
-from .errors import InputError
+from .._io import StageCheckpoint, StageResult, progress
+from ..config import RetrieveConfig
+from ..embedder.embedding_cache import ENCODE_CHUNK, EmbeddingCache, embedder_identity
+from ..embedder.encoding import _encode, format_documents, format_queries, load_model
+from ..errors import InputError
 from .index import build_index, choose_index, search, tune_and_measure
-from .records import Candidate, GeneratedQuery, Passage, RankedCandidates
+from ..records import Candidate, GeneratedQuery, Passage, RankedCandidates
 
 __all__ = ["retrieve", "embedder_name"]
 
@@ -59,8 +59,8 @@ def retrieve(
 
     Up to ``config.exact_up_to`` distinct passages the search is exact; above, an IVF index
     (or the one ``config.index`` names) is tuned and its recall@N against exact search is
-    measured on sampled queries (see :mod:`gecko_distill.index`). Embeddings are cached on disk
-    (see :mod:`gecko_distill.embedding_cache`), so a rerun encodes only new texts.
+    measured on sampled queries (see :mod:`gecko_distill.fret.index`). Embeddings are cached on disk
+    (see :mod:`gecko_distill.embedder.embedding_cache`), so a rerun encodes only new texts.
 
     Args:
         queries: Generated queries; each ``passage_id`` must be in ``passages``.
@@ -68,7 +68,7 @@ def retrieve(
         embedder: A ``SentenceTransformer``, a model path, or ``None`` for the offline default.
         config: Stage settings; defaults to :class:`RetrieveConfig()`.
         checkpoint: Where the result is kept; in memory if omitted.
-        embedding_cache: An :class:`~gecko_distill.embedding_cache.EmbeddingCache` or its
+        embedding_cache: An :class:`~gecko_distill.embedder.embedding_cache.EmbeddingCache` or its
             folder; ``None`` for the default folder (``<cache_dir>/embeddings``), ``False``
             to encode everything afresh and store nothing.
 

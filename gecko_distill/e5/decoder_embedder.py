@@ -5,8 +5,8 @@ hidden state of that last token is the embedding, LoRA adapters (rank 16) are th
 weights, and the loss is InfoNCE at temperature 0.02 over in-batch and hard negatives.
 
 Here the whole recipe is an ordinary sentence-transformers model, so
-:func:`gecko_distill.train.train`, :mod:`gecko_distill.evaluate` and
-:mod:`gecko_distill.encoding` use it unchanged:
+:func:`gecko_distill.embedder.train.train`, :mod:`gecko_distill.embedder.evaluate` and
+:mod:`gecko_distill.embedder.encoding` use it unchanged:
 
 * a ``Transformer`` module on the causal LM, for plain text only (no chat template), whose
   tokenizer appends the EOS token to every input (kept by truncation, and saved with the model);
@@ -30,8 +30,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sentence_transformers import SentenceTransformer
 
-from ._lazy import require
-from .errors import InputError
+from .._lazy import require
+from ..errors import InputError
 
 __all__ = [
     "DecoderEmbedderConfig",
@@ -90,9 +90,9 @@ def resolve_causal_lm(model: str | Path) -> str:
         >>> resolve_causal_lm("smollm2-135m")  # doctest: +SKIP
         '/root/.cache/gecko_distill/dequantised/SmolLM2-135M-Instruct.Q4_1-b179c9523d0e'
     """
-    from .llm.registry import OFFLINE_MODELS, offline_gguf_path
-    from .llm.transformers_backend import _dequantised
-    from .paths import cache_dir
+    from ..llm.registry import OFFLINE_MODELS, offline_gguf_path
+    from ..llm.transformers_backend import _dequantised
+    from ..paths import cache_dir
 
     path = offline_gguf_path(str(model)) if str(model) in OFFLINE_MODELS else Path(model)
     if not path.exists():
@@ -134,7 +134,7 @@ def append_eos(tokenizer: Any) -> None:
 
 class DecoderEmbedder(SentenceTransformer):
     """The ``SentenceTransformer`` that :func:`decoder_embedder` returns: saved (``save``,
-    ``save_pretrained``, and so :func:`gecko_distill.train.train`) with its LoRA adapters
+    ``save_pretrained``, and so :func:`gecko_distill.embedder.train.train`) with its LoRA adapters
     merged (:func:`save_merged`) while ``merge_on_save`` is set. It is an ordinary
     ``SentenceTransformer`` otherwise, and its saved folder loads as one.
     """
@@ -277,7 +277,7 @@ def decoder_embedder(model: str | Path, config: DecoderEmbedderConfig | None = N
 
 
 def decoder_train_config(embedder: Any, config: DecoderEmbedderConfig | None = None, **settings: Any) -> Any:
-    """A :class:`~gecko_distill.train.TrainConfig` for the E5-mistral loss: InfoNCE
+    """A :class:`~gecko_distill.embedder.train.TrainConfig` for the E5-mistral loss: InfoNCE
     (query-to-document, in-batch and hard negatives) at ``config.temperature``, at the full
     dimension only (no Matryoshka), with the embedder's ``max_seq_length``.
 
@@ -295,8 +295,8 @@ def decoder_train_config(embedder: Any, config: DecoderEmbedderConfig | None = N
         >>> cfg.scale, cfg.loss_directions, cfg.matryoshka_dims, cfg.max_seq_length
         (50.0, 'infonce', (576,), 64)
     """
-    from .encoding import embedding_dimension
-    from .train import TrainConfig
+    from ..embedder.encoding import embedding_dimension
+    from ..embedder.train import TrainConfig
 
     config = config or DecoderEmbedderConfig()
     fixed = {"scale", "loss_directions", "matryoshka_dims"}

@@ -13,7 +13,7 @@ Several processes may share a folder: SQLite serialises the writes.
 
 Example:
     >>> import numpy as np, tempfile
-    >>> from gecko_distill.embedding_cache import EmbeddingCache
+    >>> from gecko_distill.embedder.embedding_cache import EmbeddingCache
     >>> cache = EmbeddingCache(tempfile.mkdtemp())
     >>> encode = lambda texts: np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
     >>> cache.embed("toy-encoder", ["ab", "abc"], encode).tolist()
@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GeckoDistillError
-from .paths import cache_dir
+from ..errors import GeckoDistillError
+from ..paths import cache_dir
 
 __all__ = ["EmbeddingCache", "embedder_identity", "default_embedding_cache_dir"]
 
@@ -66,7 +66,7 @@ def embedder_identity(model: Any) -> str | None:
     takes about 0.1 s for all-MiniLM-L6-v2, and stays cheap for a multi-GB decoder.
 
     Example:
-        >>> from gecko_distill.encoding import load_model
+        >>> from gecko_distill.embedder.encoding import load_model
         >>> model = load_model()
         >>> identity = embedder_identity(model)
         >>> embedder_identity(model) == identity, embedder_identity(load_model(truncate_dim=64)) == identity

@@ -1,0 +1,1 @@
+"""The student: input formatting, encoding, training and evaluation of the embedding model."""
