@@ -47,7 +47,7 @@ class Document:
 def make_documents(tokenizer, length: int, count: int, rng: random.Random) -> list[Document]:
     """``count`` documents of exactly ``length`` tokens (``tokenizer``'s, no special tokens), each
     with a unique name and a random passkey at a random sentence position."""
-    names = rng.sample([f"{f} {l}" for f in FIRST for l in LAST], count)
+    names = rng.sample([f"{first} {last}" for first in FIRST for last in LAST], count)
     filler = [s.strip() + "." for s in FILLER.split(".") if s.strip()]
     docs = []
     for name in names:

@@ -37,8 +37,8 @@ from pathlib import Path
 from gecko_distill import FRetConfig, GenerateConfig, RelabelConfig, RetrieveConfig, build_fret, load_passages
 from gecko_distill.embedder.encoding import load_model
 from gecko_distill.embedder.evaluate import EvalConfig, RetrievalReport, evaluate, markdown_table, plot_reports
-from gecko_distill.llm import CachedLLM, get_llm
 from gecko_distill.embedder.train import TrainConfig, train
+from gecko_distill.llm import CachedLLM, get_llm
 
 MANPAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "manpages"  # ../shared beside the checkout
 MANPAGES_TASK = "Given a short description of what a command does, retrieve the manual page of that command"

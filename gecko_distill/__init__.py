@@ -11,18 +11,19 @@ corpus-free synthetic data::
 from ._version import __version__
 from .config import FRetConfig, GenerateConfig, RelabelConfig, RetrieveConfig
 from .corpus import load_passages
+from .e5.config import SynthConfig
+from .e5.synth import generate_triplets
 from .embedder.encoding import encode_documents, encode_queries
 from .embedder.evaluate import EvalConfig, RetrievalReport, evaluate, plot_reports
-from .errors import GeckoDistillError, InputError, MissingDependencyError, StaleOutputError
 from .embedder.formatting import QueryFormat, format_document, format_query
+from .embedder.train import TrainConfig, train
+from .errors import GeckoDistillError, InputError, MissingDependencyError, StaleOutputError
 from .fret.generate import generate
-from .llm import LLM, CachedLLM, get_llm
 from .fret.pipeline import FRetDataset, build_fret
-from .records import Candidate, FRetExample, GeneratedQuery, Passage, RankedCandidates, Skip
 from .fret.relabel import relabel
 from .fret.retrieve import retrieve
-from .e5.synth import SynthConfig, generate_triplets
-from .embedder.train import TrainConfig, train
+from .llm import LLM, CachedLLM, get_llm
+from .records import Candidate, FRetExample, GeneratedQuery, Passage, RankedCandidates, Skip
 
 __all__ = [
     "__version__",

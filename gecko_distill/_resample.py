@@ -1,7 +1,7 @@
 """Ask the LLM about items in batches, re-sample unusable answers, skip what stays unusable.
 
 Shared by the stages that parse free LLM output: :func:`gecko_distill.fret.generate.generate`
-(FRet queries) and :func:`gecko_distill.e5.synth.write_triplets` (synthetic examples).
+(FRet queries) and :func:`gecko_distill.e5.triplets.write_triplets` (synthetic examples).
 """
 
 from __future__ import annotations

@@ -115,7 +115,6 @@ def python_docs_passages(min_words: int = 40, max_words: int = 120) -> list[Pass
         (True, 'assert')
     """
     import re
-
     from pydoc_data.topics import topics
 
     passages = []

@@ -90,9 +90,10 @@ def test_train_config_is_infonce_at_the_temperature(model) -> None:
 def test_a_few_lora_steps_through_train_and_reload(smollm_folder, tmp_path) -> None:
     from sentence_transformers import SentenceTransformer
 
-    from gecko_distill.e5.synth import SynthConfig, generate_triplets
-    from gecko_distill.testing import FakeLLM
+    from gecko_distill.e5.config import SynthConfig
+    from gecko_distill.e5.synth import generate_triplets
     from gecko_distill.embedder.train import train
+    from gecko_distill.testing import FakeLLM
 
     replies = [json.dumps([f"Given a question about topic {i}, retrieve answers." for i in range(8)])] + [
         json.dumps({"user_query": f"question {i} about {w}", "positive_document": f"{w} is explained here in detail.",

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gecko_distill.errors import InputError
 from gecko_distill.embedder.evaluate import (
     DimScores,
     EvalConfig,
@@ -21,6 +20,7 @@ from gecko_distill.embedder.evaluate import (
     plot_reports,
 )
 from gecko_distill.embedder.formatting import format_document, format_query
+from gecko_distill.errors import InputError
 
 MANPAGES = Path("/work/shared/data/manpages")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gecko_distill.embedder.encoding import format_documents, format_queries
-from gecko_distill.errors import InputError
 from gecko_distill.embedder.formatting import format_document, format_query
+from gecko_distill.errors import InputError
 from gecko_distill.records import Passage
 
 

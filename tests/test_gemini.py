@@ -7,9 +7,9 @@ import logging
 import math
 
 import pytest
+from fake_servers import FakeGeminiServer, choice_distribution, reply_text
 from pydantic import BaseModel
 
-from fake_servers import FakeGeminiServer, choice_distribution, reply_text
 from gecko_distill.llm import (
     GenerationRequest,
     MissingCredentialsError,

@@ -13,8 +13,8 @@ import asyncio
 import time
 
 import pytest
-
 from fake_servers import FakeGeminiServer, FakeOpenAIServer, reply_text
+
 from gecko_distill.llm import GenerationRequest, ScoreRequest, UnsupportedCapabilityError
 from gecko_distill.llm._http import Answer, AsyncRunner, ClientOptions, Job, RequestFailure, _Bucket
 from gecko_distill.llm.cost import UsageTracker

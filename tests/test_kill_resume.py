@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fake_servers import FakeOpenAIServer
+
 from gecko_distill import FRetConfig, RetrieveConfig, build_fret
 from gecko_distill.llm import get_llm
 

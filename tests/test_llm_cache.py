@@ -9,8 +9,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-
 from fake_servers import FakeOpenAIServer
+
 from gecko_distill.llm import CachedLLM, Generation, GenerationRequest, ScoreRequest
 from gecko_distill.testing import FakeLLM
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from fake_servers import FakeOpenAIServer, choice_distribution, reply_text, token_logprobs, tokens
+
 from gecko_distill.llm import (
     GenerationRequest,
     MissingCredentialsError,

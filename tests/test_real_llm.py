@@ -2,10 +2,19 @@
 
 import pytest
 
-from gecko_distill import (FRetConfig, GenerateConfig, GeneratedQuery, RelabelConfig, RetrieveConfig, build_fret,
-                           generate, relabel, retrieve)
-from gecko_distill.llm import GenerationRequest, ScoreRequest
+from gecko_distill import (
+    FRetConfig,
+    GenerateConfig,
+    GeneratedQuery,
+    RelabelConfig,
+    RetrieveConfig,
+    build_fret,
+    generate,
+    relabel,
+    retrieve,
+)
 from gecko_distill.fret.prompts import RC_CHOICES, ql_context, rc_question
+from gecko_distill.llm import GenerationRequest, ScoreRequest
 
 pytestmark = pytest.mark.real_llm
 

@@ -1,8 +1,8 @@
 import pytest
 
 from gecko_distill import Candidate, GeneratedQuery, Passage, RankedCandidates, RelabelConfig, relabel
-from gecko_distill.llm import Score, UnsupportedCapabilityError
 from gecko_distill.fret.relabel import rank_with_ties, reciprocal_rank_fusion
+from gecko_distill.llm import Score, UnsupportedCapabilityError
 from gecko_distill.testing import FakeLLM
 
 PASSAGES = [

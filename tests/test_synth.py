@@ -10,27 +10,20 @@ from collections.abc import Sequence
 import pytest
 from pydantic import ValidationError
 
-from gecko_distill.embedder import formatting
 from gecko_distill._json_output import JSONOutputError, extract_json
 from gecko_distill.cli.synth import register
+from gecko_distill.e5 import synth
+from gecko_distill.e5.brainstorm import brainstorm_tasks
+from gecko_distill.e5.config import DEFAULT_SYNTH_LLM, SynthConfig, SynthError, SynthTask
+from gecko_distill.e5.prompts import CATEGORIES, answer_prefix, sample_placeholders, triplet_prompt
+from gecko_distill.e5.synth import generate_triplets, is_synthetic, labelled_rows
+from gecko_distill.e5.triplets import write_triplets
+from gecko_distill.e5.validate import parse_tasks, parse_triplet
+from gecko_distill.embedder import formatting
 from gecko_distill.errors import GeckoDistillError, StaleOutputError
 from gecko_distill.llm import GenerationRequest
 from gecko_distill.llm.base import Generation
-from gecko_distill.e5 import synth
 from gecko_distill.records import FRetExample
-from gecko_distill.e5.synth import (
-    SynthConfig,
-    SynthError,
-    SynthTask,
-    brainstorm_tasks,
-    generate_triplets,
-    is_synthetic,
-    labelled_rows,
-    parse_tasks,
-    parse_triplet,
-    write_triplets,
-)
-from gecko_distill.e5.prompts import CATEGORIES, answer_prefix, sample_placeholders, triplet_prompt
 from gecko_distill.testing import FakeLLM
 
 ONE = SynthConfig(categories=("short-long",), tasks="brainstorm", tasks_per_category=2, triplets_per_task=1, max_attempts=2)
@@ -514,7 +507,7 @@ def test_given_tasks_are_checked(tasks, match: str) -> None:
 
 
 def test_load_tasks_reads_json_and_jsonl(tmp_path) -> None:
-    from gecko_distill.e5.synth import load_tasks
+    from gecko_distill.e5.brainstorm import load_tasks
 
     (tmp_path / "a.json").write_text(json.dumps({"sts": ["Retrieve similar tweets."]}))
     (tmp_path / "b.json").write_text(json.dumps([{"category": "sts", "task": "Retrieve similar tweets."}]))
@@ -554,7 +547,7 @@ def test_cli_defaults_match_the_library() -> None:
     parser = argparse.ArgumentParser(prog="gecko-distill")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["synth", "--out", "x"])
-    assert args.llm == synth.DEFAULT_SYNTH_LLM
+    assert args.llm == DEFAULT_SYNTH_LLM
     defaults = SynthConfig()
     assert (args.tasks, args.prompt_style, args.tasks_per_category, args.triplets_per_task, args.max_attempts,
             args.max_new_tokens, args.temperature) == (defaults.tasks, defaults.prompt_style, defaults.tasks_per_category,
@@ -610,8 +603,8 @@ def test_a_completion_text_cut_by_the_budget_keeps_its_whole_sentences() -> None
 
 
 def test_auto_prompt_style_follows_the_teacher(tmp_path) -> None:
+    from gecko_distill.e5.config import resolve_prompt_style
     from gecko_distill.llm.cache import CachedLLM
-    from gecko_distill.e5.synth import resolve_prompt_style
 
     class Completer(FakeLLM):
         chat = False

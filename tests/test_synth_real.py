@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from gecko_distill.llm.registry import LazyLLM, UnknownLLMError, get_llm
-from gecko_distill.e5.synth import DEFAULT_SYNTH_LLM, SynthConfig, generate_triplets, parse_triplet
+from gecko_distill.e5.config import DEFAULT_SYNTH_LLM, SynthConfig
 from gecko_distill.e5.prompts import output_schema
+from gecko_distill.e5.synth import generate_triplets
+from gecko_distill.e5.validate import parse_triplet
+from gecko_distill.llm.registry import LazyLLM, UnknownLLMError, get_llm
 
 
 @pytest.fixture(scope="module")

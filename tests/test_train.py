@@ -10,9 +10,7 @@ import pytest
 
 from gecko_distill.embedder import formatting
 from gecko_distill.embedder.encoding import encode_documents, encode_queries, format_documents, format_queries, load_model
-from gecko_distill.errors import InputError
 from gecko_distill.embedder.evaluate import beir_evaluator, evaluate
-from gecko_distill.records import FRetExample, Passage
 from gecko_distill.embedder.train import (
     PROVENANCE_FILE,
     TrainConfig,
@@ -23,6 +21,8 @@ from gecko_distill.embedder.train import (
     resolve_query_format,
     train,
 )
+from gecko_distill.errors import InputError
+from gecko_distill.records import FRetExample, Passage
 
 TASK = "Given the opening words of a Python reference section, retrieve the section"
 MANIFEST = {"teacher": "hand-written", "config_hash": "abc123def4567890ffff", "counts": {"examples": 12}}

@@ -17,8 +17,13 @@ import argparse
 import json
 from pathlib import Path
 
-from .main import build_fret_from_args, fret_arguments
-from .train import config_or_input_error, train_config, training_arguments
+from .build_fret import build_fret_from_args
+from .options import (
+    config_or_input_error,
+    fret_arguments,
+    train_config,
+    training_arguments,
+)
 
 __all__ = ["register"]
 
@@ -53,7 +58,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..embedder.evaluate import DEFAULT_TASK, EvalConfig, evaluate, load_beir, markdown_table, plot_reports
+    from ..embedder.evaluate import (
+        DEFAULT_TASK,
+        EvalConfig,
+        evaluate,
+        load_beir,
+        markdown_table,
+        plot_reports,
+    )
     from ..embedder.train import PROVENANCE_FILE, train, trained_from
 
     out = Path(args.out)

@@ -21,9 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         >>> args.categories, args.tasks_per_category, args.llm, args.tasks
         (['sts', 'classification'], 8, 'gemma3-270m', 'both')
     """
-    from ..embedder.formatting import QUERY_FORMATS
-    from ..e5.synth import DEFAULT_SYNTH_LLM
+    from ..e5.config import DEFAULT_SYNTH_LLM
     from ..e5.prompts import CATEGORIES
+    from ..embedder.formatting import QUERY_FORMATS
 
     p = subparsers.add_parser(
         "synth",
@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace, tasks: dict[str, list[str]] | None = None):
     from pydantic import ValidationError
 
-    from ..e5.synth import SynthConfig, SynthError
+    from ..e5.config import SynthConfig, SynthError
     from ..e5.prompts import CATEGORIES
 
     categories = args.categories or ([c for c in CATEGORIES if c in tasks] if tasks else None)
@@ -90,14 +90,14 @@ def _config(args: argparse.Namespace, tasks: dict[str, list[str]] | None = None)
 
 
 def _teacher(name: str):
-    from ..llm.registry import OFFLINE_MODELS, get_llm
-    from ..llm.registry import LazyLLM
+    from ..llm.registry import OFFLINE_MODELS, LazyLLM, get_llm
 
     return LazyLLM(name) if name in OFFLINE_MODELS else get_llm(name)
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from ..e5.synth import generate_triplets, load_tasks
+    from ..e5.brainstorm import load_tasks
+    from ..e5.synth import generate_triplets
 
     tasks = load_tasks(args.tasks_file) if args.tasks_file else None
     config = _config(args, tasks)

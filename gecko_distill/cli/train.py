@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from ..embedder.formatting import QUERY_FORMATS
+from .options import config_or_input_error, train_config, training_arguments
 
 __all__ = ["register"]
 
@@ -44,23 +45,6 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
 
 
-def training_arguments(p: argparse.ArgumentParser) -> None:
-    """The training options of ``train`` (and ``run``); :func:`train_config` reads them."""
-    p.add_argument("--base-model", default=None, help="model folder to start from (default: all-MiniLM-L6-v2)")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--max-steps", type=int, default=None, help="stop after N steps (overrides --epochs)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-5, help="peak learning rate")
-    p.add_argument("--dims", type=int, nargs="+", default=None, help="Matryoshka dims (default: full, 256, 128, 64)")
-    p.add_argument("--scale", type=float, default=20.0, help="similarity scale = 1 / temperature")
-    p.add_argument("--loss-directions", choices=["gecko", "infonce", "gte"], default="gecko")
-    p.add_argument("--max-seq-length", type=int, default=None)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--query-format", choices=QUERY_FORMATS, default=None,
-                   help="input format: gecko 'task: … | query: …' / 'title: … | text: …', or e5 'Instruct: …\\nQuery: …' / "
-                   "the text (default: the folder's manifest, else gecko)")
-
-
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model folder, or 'default'")
     p.add_argument("beir_dir", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
@@ -81,26 +65,6 @@ def _plot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="PNG path")
 
 
-def train_config(args: argparse.Namespace, **more):
-    """The :class:`~gecko_distill.embedder.train.TrainConfig` of :func:`training_arguments`' options (and ``more``)."""
-    from ..embedder.train import TrainConfig
-
-    return config_or_input_error(
-        TrainConfig,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        matryoshka_dims=tuple(args.dims) if args.dims else None,
-        scale=args.scale,
-        loss_directions=args.loss_directions,
-        max_seq_length=args.max_seq_length,
-        seed=args.seed,
-        query_format=args.query_format,
-        **more,
-    )
-
-
 def _run_train(args: argparse.Namespace) -> int:
     from ..embedder.evaluate import beir_evaluator
     from ..embedder.train import train
@@ -116,7 +80,13 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from ..embedder.evaluate import DEFAULT_TASK, EvalConfig, evaluate, markdown_table, plot_reports
+    from ..embedder.evaluate import (
+        DEFAULT_TASK,
+        EvalConfig,
+        evaluate,
+        markdown_table,
+        plot_reports,
+    )
 
     config = config_or_input_error(
         EvalConfig, input_format=args.input_format, task=args.task or DEFAULT_TASK, split=args.split, batch_size=args.batch_size
@@ -142,8 +112,8 @@ def _run_plot(args: argparse.Namespace) -> int:
 def _load_report(path: str):
     from pydantic import ValidationError
 
-    from ..errors import InputError
     from ..embedder.evaluate import RetrievalReport
+    from ..errors import InputError
 
     try:
         return RetrievalReport.load(path)
@@ -151,19 +121,6 @@ def _load_report(path: str):
         raise InputError(f"{path}: report not found") from None
     except ValidationError as exc:
         raise InputError(f"{path}: not a report written by 'gecko-distill eval --out' ({exc.error_count()} errors)") from None
-
-
-def config_or_input_error(cls, **values):
-    """Build a config; an invalid option is an ``InputError`` (one line), not a traceback."""
-    from pydantic import ValidationError
-
-    from ..errors import InputError
-
-    try:
-        return cls(**values)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise InputError(f"invalid option: {problems}") from None
 
 
 #: name, arguments, run, help, description of each subcommand.

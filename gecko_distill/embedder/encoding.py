@@ -17,12 +17,12 @@ from typing import Any, Union
 
 import numpy as np
 
-from . import formatting
 from .._lazy import require
 from ..errors import InputError
-from .formatting import QueryFormat
 from ..paths import default_embedder_path
 from ..records import Passage
+from . import formatting
+from .formatting import QueryFormat
 
 __all__ = [
     "encode_queries",

@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._io import _json_lines
 from .._lazy import require
 from .._version import __version__
-from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, load_model
-from . import formatting
 from ..errors import InputError
+from . import formatting
+from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, load_model
 
 __all__ = [
     "EvalConfig",

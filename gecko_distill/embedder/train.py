@@ -28,14 +28,14 @@ from typing import Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from . import formatting
 from .._io import read_jsonl
 from .._lazy import require
 from .._version import __version__
-from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, format_documents, format_queries, load_model
 from ..errors import InputError
-from .formatting import QUERY_FORMATS, QueryFormat
 from ..records import FRetExample
+from . import formatting
+from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, format_documents, format_queries, load_model
+from .formatting import QUERY_FORMATS, QueryFormat
 
 __all__ = [
     "TrainConfig",

@@ -15,28 +15,26 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import re
 import time
 from collections.abc import Sequence
-
 
 from .._io import StageCheckpoint, StageResult
 from .._resample import Resampling, generate_with_resampling
 from .._usage import LLMUsage
 from ..config import GenerateConfig
 from ..llm.base import LLM, GenerationRequest
-from .prompts import FEW_SHOT_POOL, generation_prompt
 from ..records import GeneratedQuery, Passage
+from ..text import normalise, repeats_phrase, truncate_words, words
+from .prompts import FEW_SHOT_POOL, generation_prompt
 
-__all__ = ["few_shot_set", "generate", "parse_generation", "truncate_words"]
+__all__ = ["few_shot_set", "generate", "parse_generation"]
 
 logger = logging.getLogger(__name__)
 
 _STOP = ("\n\n", "\nPassage:")
-_WORDS = re.compile(r"\w+", re.UNICODE)
 _BATCH = 32  # passages per LLM call, and the checkpoint step
 _COPY_NGRAM = 8  # a run of this many passage words in the query marks a copy
-_EXAMPLE_QUERIES = frozenset(" ".join(_WORDS.findall(e.query.lower())) for e in FEW_SHOT_POOL)
+_EXAMPLE_QUERIES = frozenset(normalise(e.query) for e in FEW_SHOT_POOL)
 
 
 def generate(
@@ -101,7 +99,7 @@ def _resampling(config: GenerateConfig) -> Resampling[tuple[Passage, int], Gener
     return Resampling(
         request=lambda item, attempt: _request(*item, attempt, config),
         parse=parse,
-        key=lambda q: (q.passage_id, _normalise(q.query)),
+        key=lambda q: (q.passage_id, normalise(q.query)),
         max_attempts=config.max_attempts,
         duplicate="duplicate_query",
         unit="query",
@@ -164,34 +162,22 @@ def parse_generation(text: str, passage: str, config: GenerateConfig) -> tuple[t
     query = lines[query_at][len("query:") :].strip().strip('"').strip()
     if not task or not query:
         return None, "empty"
-    words = _WORDS.findall(query.lower())
-    if len(words) < config.min_query_words:
+    query_words = words(query)
+    if len(query_words) < config.min_query_words:
         return None, "too_short"
-    if len(words) > config.max_query_words:
+    if len(query_words) > config.max_query_words:
         return None, "too_long"
     if config.language == "en" and not _mostly_latin(query + " " + task):
         return None, "wrong_language"
-    if _copies(words, _WORDS.findall(passage.lower())):
+    if _copies(query_words, words(passage)):
         return None, "copy_of_passage"
-    if _repeats_phrase(words):
+    if repeats_phrase(query_words, 3):  # the same three words twice
         return None, "repetitive"
-    if " ".join(words) in _EXAMPLE_QUERIES:
+    if " ".join(query_words) in _EXAMPLE_QUERIES:
         return None, "copy_of_example"
-    if words == _WORDS.findall(task.lower()):
+    if query_words == words(task):
         return None, "query_is_task"
     return (task, query), ""
-
-
-def truncate_words(text: str, max_words: int) -> tuple[str, bool]:
-    """Cut ``text`` to ``max_words`` whitespace-separated words; say whether it was cut."""
-    words = text.split()
-    if len(words) <= max_words:
-        return " ".join(words), False
-    return " ".join(words[:max_words]) + " …", True
-
-
-def _normalise(text: str) -> str:
-    return " ".join(_WORDS.findall(text.lower()))
 
 
 def _mostly_latin(text: str) -> bool:
@@ -200,12 +186,6 @@ def _mostly_latin(text: str) -> bool:
         return False
     latin = sum(c.isascii() or "\u00c0" <= c <= "\u024f" for c in letters)
     return latin / len(letters) >= 0.9
-
-
-def _repeats_phrase(words: list[str], n: int = 3) -> bool:
-    """A query that says the same three words twice ("what is the claim what is the claim")."""
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    return len(grams) != len(set(grams))
 
 
 def _copies(query: list[str], passage: list[str]) -> bool:

@@ -31,12 +31,12 @@ from .._version import __version__
 from ..config import FRetConfig
 from ..corpus import PassageSource, load_passages
 from ..errors import GeckoDistillError
-from .generate import generate
 from ..llm.base import LLM
 from ..llm.cache import CachedLLM
 from ..llm.registry import LazyLLM
-from .prompts import GENERATION_PROMPT_ID, SCORING_PROMPT_ID
 from ..records import FRetExample, GeneratedQuery, RankedCandidates
+from .generate import generate
+from .prompts import GENERATION_PROMPT_ID, SCORING_PROMPT_ID
 from .relabel import relabel
 from .retrieve import embedder_name, retrieve
 

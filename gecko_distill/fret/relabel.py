@@ -29,10 +29,10 @@ import numpy as np
 from .._io import StageCheckpoint, StageResult, progress
 from .._usage import LLMUsage
 from ..config import RelabelConfig
-from .generate import truncate_words
 from ..llm.base import LLM, Score, ScoreRequest, UnsupportedCapabilityError
-from .prompts import RC_CHOICES, ql_context, rc_context, rc_question
 from ..records import Candidate, FRetExample, Passage, RankedCandidates
+from ..text import truncate_words
+from .prompts import RC_CHOICES, ql_context, rc_context, rc_question
 
 __all__ = ["relabel", "rank_with_ties", "reciprocal_rank_fusion", "overlapping_chunks"]
 

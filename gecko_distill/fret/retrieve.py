@@ -26,8 +26,8 @@ from ..config import RetrieveConfig
 from ..embedder.embedding_cache import ENCODE_CHUNK, EmbeddingCache, embedder_identity
 from ..embedder.encoding import _encode, format_documents, format_queries, load_model
 from ..errors import InputError
-from .index import build_index, choose_index, search, tune_and_measure
 from ..records import Candidate, GeneratedQuery, Passage, RankedCandidates
+from .index import build_index, choose_index, search, tune_and_measure
 
 __all__ = ["retrieve", "embedder_name"]
 

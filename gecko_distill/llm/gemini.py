@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._lazy import require
 from ._http import (
-    APIBackend,
     Answer,
+    APIBackend,
     AsyncRunner,
     ClientOptions,
     Job,

@@ -33,8 +33,8 @@ from pydantic import ConfigDict, Field
 
 from .._lazy import require
 from ._http import (
-    APIBackend,
     Answer,
+    APIBackend,
     AsyncRunner,
     ClientOptions,
     Job,

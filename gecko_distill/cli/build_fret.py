@@ -1,0 +1,67 @@
+"""Subcommand ``build-fret``: generate, retrieve and relabel, from a corpus to an FRet folder."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .options import fret_arguments, fret_config
+
+if TYPE_CHECKING:
+    from ..fret.pipeline import FRetDataset
+
+__all__ = ["build_fret_from_args", "register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``build-fret`` to the ``gecko-distill`` parser."""
+    p = subparsers.add_parser(
+        "build-fret",
+        help="generate, retrieve and relabel: build an FRet dataset from a corpus",
+        description="Build an FRet dataset (task, query, positive, hard negative) from a BEIR corpus.jsonl. "
+        "Rerunning the same command resumes an interrupted run and repeats no LLM call.",
+    )
+    p.add_argument("corpus", help="BEIR corpus.jsonl (or the folder holding it)")
+    p.add_argument("--out", required=True, help="output folder (resumed if it exists)")
+    fret_arguments(p)
+    p.set_defaults(func=_run_build_fret)
+
+
+def _run_build_fret(args: argparse.Namespace) -> int:
+    fret = build_fret_from_args(args, args.out)
+    print(f"wrote {len(fret)} FRet examples to {args.out}/fret.jsonl")
+    return 0
+
+
+def build_fret_from_args(args: argparse.Namespace, out: str | Path) -> FRetDataset:
+    """Run ``build_fret`` with the options of :func:`fret_arguments` and print its summary."""
+    from ..corpus import load_passages
+    from ..fret.pipeline import build_fret
+    from ..llm.registry import DEFAULT_LLM, get_llm
+    from ..report import summary_table
+
+    if args.prices:
+        os.environ["GECKO_DISTILL_PRICES"] = args.prices  # read by build_fret's cost estimate
+    passages = load_passages(args.corpus, limit=args.limit).records
+    api = {
+        "base_url": args.llm_base_url,
+        "api_key_env": args.llm_api_key_env,
+        "concurrency": args.llm_concurrency,
+        "requests_per_minute": args.llm_rpm,
+        "tokens_per_minute": args.llm_tpm,
+    }
+    llm = None if args.llm == DEFAULT_LLM and not any(api.values()) else get_llm(args.llm, **api)
+    scorer = get_llm(args.scorer) if args.scorer else None
+    fret = build_fret(
+        passages,
+        llm=llm,
+        embedder=args.embedder,
+        config=fret_config(args),
+        output_dir=out,
+        overwrite=args.overwrite,
+        scorer=scorer,
+    )
+    print(summary_table(fret.stats))
+    return fret
