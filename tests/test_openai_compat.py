@@ -20,7 +20,9 @@ pytest.importorskip("httpx")
 from gecko_distill.llm.openai_compat import OpenAICompatLLM  # noqa: E402
 
 KEY = "sk-test-abcdef0123456789"
-FAST = dict(timeout_s=0.5, backoff_initial_s=0.01, backoff_max_s=0.05, max_attempts=3)
+# No test here exercises a timeout (tests/test_http_faults.py does), so the limit is generous:
+# with 0.5 s, a slow answer on a loaded machine would be retried and the request counts be off.
+FAST = dict(timeout_s=10.0, backoff_initial_s=0.01, backoff_max_s=0.05, max_attempts=3)
 CHOICES = (" Yes", " No")
 QL = ScoreRequest(
     context="Passage: geckos climb smooth glass walls\nQuery:",

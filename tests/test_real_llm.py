@@ -151,3 +151,11 @@ def test_generation_around_a_shared_few_shot_prefix_writes_the_same_text(real_ll
     finally:
         real_llm.share_prefixes = True
     assert [g.text for g in shared] == [g.text for g in alone] and all(g.text.strip() for g in shared)
+
+
+def test_choice_tokens_of_the_offline_teacher_are_its_plain_choice_tokens(real_llm):
+    """Tokenizing choices after other text (for dummy-prefix tokenizers such as Llama-2's)
+    changes nothing for gemma-3, whose tokenizer adds no dummy prefix: scores stay as before."""
+    plain = [real_llm.tokenizer(c, add_special_tokens=False).input_ids for c in RC_CHOICES]
+    assert all(len(ids) == 1 for ids in plain)
+    assert real_llm.choice_token_ids(RC_CHOICES) == [ids[0] for ids in plain]

@@ -36,15 +36,21 @@ def _run_build_fret(args: argparse.Namespace) -> int:
 
 
 def build_fret_from_args(args: argparse.Namespace, out: str | Path) -> FRetDataset:
-    """Run ``build_fret`` with the options of :func:`fret_arguments` and print its summary."""
+    """Run ``build_fret`` with the options of :func:`fret_arguments` and print its summary.
+
+    The options are checked first, then the corpus is read, then the teacher is made: a bad
+    option or corpus line fails before anything slow starts. The summary's corpus row counts the
+    file as read (lines, and skips such as duplicate texts), not only the passages kept.
+    """
     from ..corpus import load_passages
     from ..fret.pipeline import build_fret
     from ..llm.registry import DEFAULT_LLM, get_llm
     from ..report import summary_table
 
+    config = fret_config(args)  # invalid options fail before the corpus or the teacher is loaded
     if args.prices:
         os.environ["GECKO_DISTILL_PRICES"] = args.prices  # read by build_fret's cost estimate
-    passages = load_passages(args.corpus, limit=args.limit).records
+    corpus = load_passages(args.corpus, limit=args.limit)
     api = {
         "base_url": args.llm_base_url,
         "api_key_env": args.llm_api_key_env,
@@ -55,13 +61,13 @@ def build_fret_from_args(args: argparse.Namespace, out: str | Path) -> FRetDatas
     llm = None if args.llm == DEFAULT_LLM and not any(api.values()) else get_llm(args.llm, **api)
     scorer = get_llm(args.scorer) if args.scorer else None
     fret = build_fret(
-        passages,
+        corpus.records,
         llm=llm,
         embedder=args.embedder,
-        config=fret_config(args),
+        config=config,
         output_dir=out,
         overwrite=args.overwrite,
         scorer=scorer,
     )
-    print(summary_table(fret.stats))
+    print(summary_table({**fret.stats, "corpus": corpus.stats}))
     return fret

@@ -2,16 +2,27 @@
 
 ``build-fret`` and ``run`` share :func:`fret_arguments`; ``train`` and ``run`` share
 :func:`training_arguments`. An invalid value is an :class:`~gecko_distill.errors.InputError`
-(one line), never a traceback.
+(one line naming the option, such as ``--top-n``), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Mapping
+from typing import Any
 
 from ..embedder.formatting import QUERY_FORMATS
 
-__all__ = ["config_or_input_error", "fret_arguments", "fret_config", "train_config", "training_arguments"]
+__all__ = [
+    "FRET_OPTIONS",
+    "TRAIN_OPTIONS",
+    "config_or_input_error",
+    "fret_arguments",
+    "fret_config",
+    "train_config",
+    "training_arguments",
+]
 
 
 def fret_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,15 +55,42 @@ def fret_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def fret_config(args: argparse.Namespace):
-    """The :class:`~gecko_distill.config.FRetConfig` of :func:`fret_arguments`' options."""
-    from ..config import FRetConfig, GenerateConfig, RelabelConfig, RetrieveConfig
+def _option_names(*fields: str, **renamed: str) -> dict[str, str]:
+    """``{field: "--field-name"}`` of config fields, with the options named otherwise in ``renamed``."""
+    return {**{field: "--" + field.replace("_", "-") for field in fields}, **renamed}
 
+
+#: The command-line option of each config field that ``fret_arguments`` sets.
+FRET_OPTIONS = _option_names("queries_per_passage", "temperature", "top_n", "rank_by", "scoring", "negative")
+#: The command-line option of each config field that ``training_arguments`` (and ``train``) set.
+TRAIN_OPTIONS = _option_names(
+    "epochs", "max_steps", "batch_size", "scale", "loss_directions", "max_seq_length", "seed", "query_format",
+    "eval_steps", learning_rate="--lr", matryoshka_dims="--dims",
+)
+
+
+def fret_config(args: argparse.Namespace):
+    """The :class:`~gecko_distill.config.FRetConfig` of :func:`fret_arguments`' options.
+
+    Call it before any work: it also checks ``--limit``.
+
+    Raises:
+        InputError: An option is invalid; the message names it (``--top-n 0: ...``).
+    """
+    from ..config import FRetConfig, GenerateConfig, RelabelConfig, RetrieveConfig
+    from ..errors import InputError
+
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"invalid option: --limit {args.limit}: give a positive number of passages")
     temperature = args.temperature if args.temperature is not None else (0.7 if args.queries_per_passage > 1 else 0.0)
     return FRetConfig(
-        generate=GenerateConfig(queries_per_passage=args.queries_per_passage, temperature=temperature),
-        retrieve=RetrieveConfig(top_n=args.top_n),
-        relabel=RelabelConfig(rank_by=args.rank_by, scoring=args.scoring, negative=args.negative),
+        generate=config_or_input_error(
+            GenerateConfig, FRET_OPTIONS, queries_per_passage=args.queries_per_passage, temperature=temperature
+        ),
+        retrieve=config_or_input_error(RetrieveConfig, FRET_OPTIONS, top_n=args.top_n),
+        relabel=config_or_input_error(
+            RelabelConfig, FRET_OPTIONS, rank_by=args.rank_by, scoring=args.scoring, negative=args.negative
+        ),
     )
 
 
@@ -79,6 +117,7 @@ def train_config(args: argparse.Namespace, **more):
 
     return config_or_input_error(
         TrainConfig,
+        TRAIN_OPTIONS,
         epochs=args.epochs,
         max_steps=args.max_steps,
         batch_size=args.batch_size,
@@ -93,8 +132,22 @@ def train_config(args: argparse.Namespace, **more):
     )
 
 
-def config_or_input_error(cls, **values):
-    """Build a config; an invalid option is an ``InputError`` (one line), not a traceback."""
+def config_or_input_error(cls, options: Mapping[str, str] | None = None, /, **values):
+    """Build a config; an invalid option is an ``InputError`` (one line), not a traceback.
+
+    Args:
+        cls: The config class.
+        options: The command-line option of each field (``{"top_n": "--top-n"}``): the message names
+            the option and the value given. Fields not in it are named as they are.
+        **values: The config's fields.
+
+    Example:
+        >>> from gecko_distill.config import RetrieveConfig
+        >>> config_or_input_error(RetrieveConfig, FRET_OPTIONS, top_n=20, input_format="gekko")
+        Traceback (most recent call last):
+        ...
+        gecko_distill.errors.InputError: invalid option: input_format: Input should be 'native', 'gecko', 'e5' or 'plain'
+    """
     from pydantic import ValidationError
 
     from ..errors import InputError
@@ -102,5 +155,27 @@ def config_or_input_error(cls, **values):
     try:
         return cls(**values)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(error, options or {}, values) for error in exc.errors())
         raise InputError(f"invalid option: {problems}") from None
+
+
+def _problem(error: Mapping[str, Any], options: Mapping[str, str], values: Mapping[str, Any]) -> str:
+    """One pydantic error, worded with the command-line options of ``options``."""
+    msg = error["msg"].removeprefix("Value error, ")
+    loc = error["loc"]
+    if loc and loc[0] in options:  # a field: name its option and the value given
+        return f"{options[loc[0]]} {_shown(values.get(loc[0], error.get('input')))}: {msg}"
+    if loc:
+        return f"{'.'.join(map(str, loc))}: {msg}"
+    # the config as a whole (a rule between fields): name each option its message mentions
+    mentioned = [field for field in options if field in values and re.search(rf"\b{field}\b", msg)]
+    for field in mentioned:
+        msg = re.sub(rf"\b{field}\b", options[field], msg)
+    given = ", ".join(f"{options[field]} {_shown(values[field])}" for field in mentioned)
+    return f"{msg} (given: {given})" if given else msg
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value)

@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._io import StageCheckpoint, StageResult, fingerprint, write_jsonl
+from .._io import StageCheckpoint, StageResult, filesystem_errors, fingerprint, lock_output_folder, write_jsonl
 from .._version import __version__
 from ..embedder import formatting
 from ..llm.base import LLM
@@ -85,6 +85,7 @@ def labelled_rows(examples: Sequence[FRetExample]) -> list[dict[str, Any]]:
     return [
         {
             "task": e.task,
+            "symmetric": formatting.is_symmetric_task(e.task, e.seed_passage_id),
             "anchor": e.query,
             "positive": {"text": e.positive.text, "title": e.positive.title},
             "negative": {"text": e.negative.text, "title": e.negative.title},
@@ -145,6 +146,16 @@ def generate_triplets(
     """
     config = config or SynthConfig()
     out = Path(output_dir) if output_dir is not None else None
+    if out is None:
+        return _generate(llm, config, tasks, None, overwrite, True)
+    with filesystem_errors(), lock_output_folder(out) as writable:
+        return _generate(llm, config, tasks, out, overwrite, writable)
+
+
+def _generate(
+    llm: LLM | None, config: SynthConfig, tasks: Any, out: Path | None, overwrite: bool, writable: bool
+) -> StageResult[FRetExample]:
+    """:func:`generate_triplets` in its (locked) output folder."""
     started = time.perf_counter()
     fixed = given_tasks(tasks, config) if tasks is not None else builtin_task_records(config)
     teacher = _teacher(llm, out)
@@ -169,9 +180,12 @@ def generate_triplets(
         )
     tasks_fp = fingerprint("tasks", fixed, brainstorm_fp)
     triplets_fp = fingerprint("triplets", config, teacher.name, tasks_fp, PROMPTS_ID)
-    triplets = write_triplets(
-        all_tasks, teacher, config, checkpoint=checkpoint("triplets", FRetExample, lambda e: e.id, triplets_fp)
-    )
+    triplets_checkpoint = checkpoint("triplets", FRetExample, lambda e: e.id, triplets_fp)
+    if brainstorm_fp and not brainstormed.stats.get("reused"):
+        # brainstorm did work in this run (it retried failed calls): a finished triplets stage
+        # takes the tasks it may have added (it does only what its records and skips lack).
+        triplets_checkpoint.reopen("the brainstorm stage retried failed LLM calls, so there may be new tasks")
+    triplets = write_triplets(all_tasks, teacher, config, checkpoint=triplets_checkpoint)
     stats = {
         "brainstorm": {**brainstormed.stats, "skipped": brainstormed.skip_counts},
         "triplets": {**triplets.stats, "skipped": triplets.skip_counts},
@@ -180,8 +194,10 @@ def generate_triplets(
         "examples": len(triplets.records),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
-    if out is not None:
+    if out is not None and writable:
         _write_outputs(out, triplets.records, stats, config, teacher.name, triplets_fp, all_tasks)
+    elif out is not None:
+        logger.info("%s: read-only folder with its stages finished: nothing written", out)
     logger.info("synth: %d examples for %d tasks", len(triplets.records), len(all_tasks))
     return StageResult(records=triplets.records, skips=brainstormed.skips + triplets.skips, stats=stats)
 

@@ -16,7 +16,9 @@ is ready. Each job:
    the run goes on and the item is counted as a skip upstream.
 
 Credentials never reach a log line or an error text: every message is passed through
-:meth:`AsyncRunner.redact`.
+:meth:`AsyncRunner.redact`, and :func:`install_url_redaction` (called by every HTTP backend)
+rewrites credentials in URLs (``user:password@``, ``?key=…``) in the log records of the HTTP
+client libraries and of this package's backends, which log request URLs at ``-v``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import math
 import os
 import queue
 import random
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -59,6 +62,10 @@ __all__ = [
     "MissingCredentialsError",
     "in_order",
     "sample_seed",
+    "redact_urls",
+    "install_url_redaction",
+    "url_userinfo",
+    "without_userinfo",
 ]
 
 logger = logging.getLogger(__name__)
@@ -134,6 +141,90 @@ def resolve_key(api_key: str | None, api_key_env: str | None, default_envs: Sequ
     if required or api_key_env:
         raise MissingCredentialsError(f"no {what}: set the environment variable {' or '.join(names) or '?'} (or pass api_key=)")
     return None
+
+
+_USERINFO = re.compile(r"(?<=://)[^/\s@?#]+@")
+_KEY_PARAM = re.compile(
+    r"([?&](?:key|api[_-]?key|apikey|access[_-]?token|token|secret|password|sig|signature)=)[^&\s#'\"]+", re.IGNORECASE
+)
+
+
+def url_userinfo(url: str) -> list[str]:
+    """The user and password of a URL such as ``http://user:pw@host/v1`` (to redact them).
+
+    Example:
+        >>> url_userinfo("http://user:s3cret@host:8000/v1"), url_userinfo("http://host/v1")
+        (['user', 's3cret'], [])
+    """
+    match = re.search(r"//([^/@]*)@", url)
+    return [part for part in match.group(1).split(":", 1) if len(part) > 2] if match else []
+
+
+def without_userinfo(url: str) -> str:
+    """Drop ``user:password@`` from a URL, so it can be shown.
+
+    Example:
+        >>> without_userinfo("http://user:s3cret@host:8000/v1")
+        'http://host:8000/v1'
+    """
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***``: the user and
+    password (``scheme://***@host``) and key-like query parameters (``?key=***``).
+
+    Example:
+        >>> redact_urls("POST http://user:s3cret@127.0.0.1:8000/v1/completions 200")
+        'POST http://***@127.0.0.1:8000/v1/completions 200'
+        >>> redact_urls("GET https://host/v1beta/models?key=AIza123&alt=sse")
+        'GET https://host/v1beta/models?key=***&alt=sse'
+    """
+    if "@" not in text and "=" not in text:
+        return text
+    return _KEY_PARAM.sub(r"\1***", _USERINFO.sub("***@", text))
+
+
+class _URLRedactor(logging.Filter):
+    """Rewrites a record's message with :func:`redact_urls` (the record is always kept)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the logging module's business
+            return True
+        redacted = redact_urls(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_URL_REDACTOR = _URLRedactor()
+#: Loggers that may log a request URL. A filter on a logger does not see its children's
+#: records, so every logger is named; names under these prefixes that already exist are
+#: covered too.
+_URL_LOGGERS = (
+    "httpx", "httpx2", "httpcore", "httpcore2", "google_genai",
+    *(f"{lib}.{part}" for lib in ("httpcore", "httpcore2")
+      for part in ("connection", "connection_pool", "http11", "http2", "proxy", "socks")),
+    "google_genai._api_client", "google_genai.models", "google_genai._common",
+    __name__, f"{__package__}.gemini", f"{__package__}.openai_compat", f"{__package__}.cache",
+)
+
+
+def install_url_redaction() -> None:
+    """Add the URL-credential filter to every logger that may log a request URL (idempotent).
+
+    Called by each HTTP backend when it is made, so that ``-v`` (``httpx`` logs every request
+    URL at INFO) never shows ``http://user:KEY@host`` or ``?key=KEY``.
+    """
+    names = set(_URL_LOGGERS)
+    prefixes = tuple(f"{name}." for name in ("httpx", "httpx2", "httpcore", "httpcore2", "google_genai"))
+    names.update(name for name in list(logging.root.manager.loggerDict) if name.startswith(prefixes))
+    for name in names:
+        target = logging.getLogger(name)
+        if _URL_REDACTOR not in target.filters:
+            target.addFilter(_URL_REDACTOR)
 
 
 class RequestFailure(Exception):
@@ -305,10 +396,10 @@ class AsyncRunner:
         self._closers.append(closer)
 
     def redact(self, text: str) -> str:
-        """``text`` with every secret replaced by ``***``."""
+        """``text`` with every secret, and the credentials of every URL, replaced by ``***``."""
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text
+        return redact_urls(text)
 
     def run(self, jobs: Sequence[Job[T]]) -> Iterator[tuple[int, T]]:
         """Yield ``(index, result)`` for every job, in the order they finish.
@@ -497,29 +588,39 @@ def transport_failure(exc: BaseException) -> RequestFailure | None:
 def match_choices(choices: Sequence[str], top: Sequence[tuple[str, float]]) -> tuple[float, ...]:
     """Log-probability of each choice from the top candidates of the first output token.
 
-    A choice collects every listed token equal to it up to surrounding whitespace (an API may
-    list ``"Yes"`` where a local tokenizer has ``" Yes"``). A choice that is not listed gets
-    an upper bound: the mass left over by the listed tokens, and no more than the least
-    likely of them.
+    A choice collects every listed token equal to it up to case and surrounding whitespace
+    (an API may list ``"Yes"`` or ``"yes"`` where a local tokenizer has ``" Yes"``): their
+    probabilities add up, as they are different ways of giving the same answer. A choice that
+    is not listed gets an upper bound: the mass left over by the listed tokens, and no more
+    than the least likely of them.
 
     Example:
         >>> import math
-        >>> yes, no = match_choices([" Yes", " No"], [("Yes", math.log(0.7)), (" Yes", math.log(0.1)), ("No", math.log(0.15))])
+        >>> yes, no = match_choices([" Yes", " No"], [("Yes", math.log(0.7)), (" yes", math.log(0.1)), ("no", math.log(0.15))])
         >>> round(math.exp(yes), 3), round(math.exp(no), 3)
         (0.8, 0.15)
         >>> round(math.exp(match_choices([" Maybe"], [("Yes", math.log(0.9)), ("No", math.log(0.08))])[0]), 3)
         0.02
     """
+    return _match_choices(choices, top)[0]
+
+
+def _match_choices(choices: Sequence[str], top: Sequence[tuple[str, float]]) -> tuple[tuple[float, ...], int]:
+    """:func:`match_choices`, and how many of the choices were listed."""
     if not top:
         raise ValueError("no top candidates to read choices from")
     listed_mass = sum(math.exp(lp) for _, lp in top)
     floor = min(min(lp for _, lp in top), math.log(max(1.0 - listed_mass, 1e-12)))
-    out = []
+    out, listed = [], 0
     for choice in choices:
-        key = choice.strip()
-        same = [lp for token, lp in top if token.strip() == key] if key else [lp for token, lp in top if token == choice]
+        key = choice.strip().casefold()
+        if key:
+            same = [lp for token, lp in top if token.strip().casefold() == key]
+        else:
+            same = [lp for token, lp in top if token == choice]
         out.append(_logsumexp(same) if same else floor)
-    return tuple(out)
+        listed += bool(same)
+    return tuple(out), listed
 
 
 def _logsumexp(values: Sequence[float]) -> float:
@@ -564,7 +665,11 @@ class APIBackend:
 
     @property
     def notes(self) -> list[str]:
-        """Things a run summary should say about this backend (e.g. a relevance fallback)."""
+        """Things a run summary should say about this backend (e.g. a relevance fallback, or
+        answers whose top tokens listed none of the choices)."""
+        missing = self._usage.snapshot().choices_missing
+        if missing:
+            return [*self._notes, _choices_missing_note(self.name, missing)]
         return list(self._notes)
 
     @property
@@ -579,3 +684,28 @@ class APIBackend:
     def _note(self, note: str) -> None:
         self._notes.append(note)
         logger.warning(note)
+
+    def _choice_logprobs(self, choices: Sequence[str], top: Sequence[tuple[str, float]]) -> tuple[float, ...]:
+        """:func:`match_choices`, counting (and, the first time, logging) an answer whose top
+        tokens list none of the choices: every choice then has the same floor value, so the
+        candidates it ranks tie."""
+        logprobs, listed = _match_choices(choices, top)
+        if choices and not listed:
+            self._usage.add(choices_missing=1)
+            if not getattr(self, "_warned_choices_missing", False):
+                self._warned_choices_missing = True
+                logger.warning(
+                    "%s: a relevance answer listed none of the choices %s among its top tokens (%s): they got the "
+                    "same floor log-probability, so its candidates tie on relevance; such answers are counted "
+                    "in the run summary's notes",
+                    self.name, ", ".join(repr(c) for c in choices),
+                    self._runner.redact(", ".join(repr(token) for token, _ in top[:5])),
+                )
+        return logprobs
+
+
+def _choices_missing_note(name: str, count: int) -> str:
+    return (
+        f"{name}: {count} relevance answer(s) listed none of the choices among their top tokens; "
+        "the choices got the same floor log-probability there, so those candidates tie on relevance"
+    )

@@ -2,7 +2,14 @@
 
 The key is the sha256 of the canonical JSON of (backend name, method, request). The backend's
 ``name`` never carries credentials, so neither do the keys or the stored values. Errors are
-never cached, so a failed item is retried on the next run.
+never cached (an answer with ``error`` set is passed on, not stored), so a failed item is asked
+again on the next run; the stage checkpoints likewise retry ``llm_error`` skips
+(:class:`~gecko_distill._io.StageCheckpoint`).
+
+The database is opened on first use, so a finished run that asks nothing never touches it (it
+can be read from a read-only folder). A file that is not an SQLite database, or a damaged
+one, is an :class:`~gecko_distill.errors.InputError` naming it, as is a cache that cannot be
+written.
 
 Concurrency: every thread (and every process) gets its own SQLite connection; the database is
 in WAL mode, so readers never wait for a writer and writers queue behind a busy timeout. A
@@ -23,11 +30,13 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from ..errors import GeckoDistillError, InputError
 from .base import LLM, Generation, GenerationRequest, Score, ScoreRequest
 
 __all__ = ["CachedLLM", "request_key"]
@@ -38,6 +47,7 @@ _Result = TypeVar("_Result", Generation, Score)
 
 _BUSY_TIMEOUT_S = 60.0
 _CHUNK = 500
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def request_key(llm_name: str, method: str, request: BaseModel) -> str:
@@ -80,12 +90,12 @@ class CachedLLM:
     def __init__(self, llm: LLM, path: str | Path):
         self.llm = llm
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.is_dir():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._check_file()
         self._local = threading.local()
         self._connections: list[tuple[int, sqlite3.Connection]] = []
         self._connections_lock = threading.Lock()
-        db = self._db()
-        db.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
     # -- the LLM Protocol ----------------------------------------------------------------
     @property
@@ -114,7 +124,8 @@ class CachedLLM:
         return {**(inner() if callable(inner) else {"name": self.llm.name}), "cache": str(self.path)}
 
     def __len__(self) -> int:
-        return self._db().execute("SELECT COUNT(*) FROM cache").fetchone()[0]
+        with self._sqlite_errors():
+            return self._db().execute("SELECT COUNT(*) FROM cache").fetchone()[0]
 
     def close(self) -> None:
         """Close this process's connections (the wrapped backend is left open)."""
@@ -129,17 +140,56 @@ class CachedLLM:
         self._local = threading.local()
 
     # -- internals -----------------------------------------------------------------------
+    def _check_file(self) -> None:
+        """A folder, or a file that is not an SQLite database, in the cache's place is an error."""
+        if self.path.is_dir():
+            raise InputError(f"{self.path}: is a folder, but the LLM cache is a file there; remove or rename it")
+        try:
+            with self.path.open("rb") as f:
+                head = f.read(len(_SQLITE_HEADER))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read the LLM cache: {exc.strerror or exc}") from None
+        if head and head != _SQLITE_HEADER:  # an empty file is an empty database
+            raise InputError(self._damaged("file is not a database"))
+
+    def _damaged(self, why: str) -> str:
+        return (
+            f"{self.path}: the LLM cache is damaged ({why}); delete it to start an empty one "
+            "(finished stage outputs are kept; only answers they do not hold are asked again)"
+        )
+
+    @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """SQLite errors as one error naming the cache file."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if "readonly" in text or "unable to open" in text:
+                raise InputError(f"{self.path}: cannot write the LLM cache ({text}): is the folder read-only?") from None
+            raise GeckoDistillError(f"{self.path}: cannot use the LLM cache: {text}") from None
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            raise InputError(self._damaged(str(exc))) from None
+
     def _db(self) -> sqlite3.Connection:
         """This thread's connection (a new one after a fork)."""
         db = getattr(self._local, "db", None)
         if db is not None and getattr(self._local, "pid", None) == os.getpid():
             return db
-        # isolation_level=None: autocommit, with explicit transactions for writes.
-        db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
-        if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        with self._sqlite_errors():
+            # isolation_level=None: autocommit, with explicit transactions for writes.
+            db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            try:
+                db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+                if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            except BaseException:
+                db.close()
+                raise
         self._local.db, self._local.pid = db, os.getpid()
         with self._connections_lock:
             self._connections.append((os.getpid(), db))
@@ -179,10 +229,11 @@ class CachedLLM:
     def _lookup(self, keys: list[str]) -> dict[str, str]:
         db = self._db()
         found: dict[str, str] = {}
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(db.execute(f"SELECT key, value FROM cache WHERE key IN ({marks})", chunk))
+        with self._sqlite_errors():
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.update(db.execute(f"SELECT key, value FROM cache WHERE key IN ({marks})", chunk))
         return found
 
     def _store(self, answers: dict[str, BaseModel]) -> None:
@@ -190,10 +241,11 @@ class CachedLLM:
             return
         rows = [(k, a.model_dump_json(exclude={"cached"})) for k, a in answers.items()]
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany("INSERT OR IGNORE INTO cache (key, value) VALUES (?, ?)", rows)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._sqlite_errors():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT OR IGNORE INTO cache (key, value) VALUES (?, ?)", rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")

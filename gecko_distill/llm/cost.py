@@ -187,6 +187,8 @@ class Usage(BaseModel):
         retried: Failed attempts that were retried, by reason.
         prompt_tokens: Prompt tokens the model processed.
         completion_tokens: Tokens the model wrote.
+        choices_missing: Relevance answers whose top tokens listed none of the requested
+            choices (every choice then got the same floor log-probability: a tie).
 
     Example:
         >>> before = Usage(requests=10, prompt_tokens=1000, completion_tokens=100)
@@ -206,6 +208,7 @@ class Usage(BaseModel):
     retried: dict[str, int] = Field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    choices_missing: int = 0
 
     def cost(self, llm_name: str, prices: Mapping | None = None) -> float | None:
         """Estimated dollars for these tokens (see :func:`estimate_cost`)."""
@@ -220,7 +223,7 @@ class Usage(BaseModel):
         )
 
 
-_COUNTERS = ("items", "requests", "retries", "cached", "prompt_tokens", "completion_tokens")
+_COUNTERS = ("items", "requests", "retries", "cached", "prompt_tokens", "completion_tokens", "choices_missing")
 
 
 def _minus(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:

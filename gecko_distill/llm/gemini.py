@@ -41,12 +41,14 @@ from ._http import (
     MissingCredentialsError,
     RequestFailure,
     estimate_tokens,
-    match_choices,
+    install_url_redaction,
     parse_retry_after,
     resolve_key,
     sample_seed,
     status_failure,
     transport_failure,
+    url_userinfo,
+    without_userinfo,
 )
 from .base import Generation, GenerationRequest, Score, ScoreRequest, UnsupportedCapabilityError
 from .cost import UsageTracker
@@ -150,6 +152,7 @@ class GeminiLLM(APIBackend):
         self.model = model
         self.options = GeminiOptions(**options)
         self.base_url = base_url
+        install_url_redaction()  # the HTTP client logs every request URL at INFO (-v)
         key = resolve_key(api_key, api_key_env, KEY_ENV_VARS, what="Gemini API key")
         http_options = self._types.HttpOptions(
             base_url=base_url,
@@ -159,7 +162,7 @@ class GeminiLLM(APIBackend):
         )
         self._client = genai.Client(api_key=key, http_options=http_options)
         self._usage = UsageTracker()
-        self._runner = AsyncRunner(self.options, self._usage, name=self.name, secrets=[key])
+        self._runner = AsyncRunner(self.options, self._usage, name=self.name, secrets=[key, *url_userinfo(base_url or "")])
         aclose = getattr(self._client.aio, "aclose", None)  # older SDKs have none
         if aclose is not None:
             self._runner.on_close(aclose)
@@ -192,13 +195,13 @@ class GeminiLLM(APIBackend):
             "backend": "gemini",
             "name": self.name,
             "model": self.model,
-            "base_url": self.base_url,
+            "base_url": without_userinfo(self.base_url) if self.base_url else None,
             **options,
             "response_schema": schema.__name__ if schema else None,
         }
 
     def __repr__(self) -> str:
-        return f"GeminiLLM(model={self.model!r}, base_url={self.base_url!r})"
+        return f"GeminiLLM(model={self.model!r}, base_url={without_userinfo(self.base_url) if self.base_url else None!r})"
 
     # -- generation ----------------------------------------------------------------------
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
@@ -311,7 +314,7 @@ class GeminiLLM(APIBackend):
         if not top:
             raise _NoLogprobs("the response has no logprobs")
         prompt_tokens, completion_tokens = _tokens(response)
-        score = Score(choice_logprobs=match_choices(request.choices, top), prompt_tokens=prompt_tokens)
+        score = Score(choice_logprobs=self._choice_logprobs(request.choices, top), prompt_tokens=prompt_tokens)
         return Answer(score, prompt_tokens, completion_tokens)
 
     async def _score_graded(self, request: ScoreRequest) -> Answer[Score]:

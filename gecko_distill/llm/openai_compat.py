@@ -40,12 +40,14 @@ from ._http import (
     Job,
     RequestFailure,
     estimate_tokens,
-    match_choices,
+    install_url_redaction,
     parse_retry_after,
     resolve_key,
     sample_seed,
     status_failure,
     transport_failure,
+    url_userinfo,
+    without_userinfo,
 )
 from .base import Generation, GenerationRequest, Score, ScoreRequest, UnsupportedCapabilityError
 from .cost import UsageTracker
@@ -151,12 +153,13 @@ class OpenAICompatLLM(APIBackend):
         env_base = os.environ.get("OPENAI_BASE_URL") if provider == "openai" else None
         self.base_url = (base_url or env_base or defaults["base_url"]).rstrip("/")
         official = self.base_url == PROVIDERS["openai"]["base_url"]
+        install_url_redaction()  # httpx logs every request URL at INFO (-v)
         key = resolve_key(
-            api_key, api_key_env, defaults["key_envs"], what=f"API key for {self.base_url}", required=official
+            api_key, api_key_env, defaults["key_envs"], what=f"API key for {without_userinfo(self.base_url)}", required=official
         )
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._usage = UsageTracker()
-        secrets = [key or "", *_userinfo(self.base_url)]
+        secrets = [key or "", *url_userinfo(self.base_url)]
         self._runner = AsyncRunner(self.options, self._usage, name=self.name, secrets=secrets)
         self._runner.on_close(self._aclose)
         self._clients: dict[int, Any] = {}
@@ -179,13 +182,13 @@ class OpenAICompatLLM(APIBackend):
             "name": self.name,
             "model": self.model,
             "provider": self.provider,
-            "base_url": _without_userinfo(self.base_url),
+            "base_url": without_userinfo(self.base_url),
             **self.options.model_dump(),
             "api": self.api,
         }
 
     def __repr__(self) -> str:
-        return f"OpenAICompatLLM(model={self.model!r}, provider={self.provider!r}, base_url={_without_userinfo(self.base_url)!r})"
+        return f"OpenAICompatLLM(model={self.model!r}, provider={self.provider!r}, base_url={without_userinfo(self.base_url)!r})"
 
     # -- generation ----------------------------------------------------------------------
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
@@ -263,7 +266,7 @@ class OpenAICompatLLM(APIBackend):
         if request.choices:
             if not next_top:
                 raise RequestFailure("missing_field", "no logprobs for the token after the prompt", retryable=False)
-            choices = match_choices(request.choices, next_top)
+            choices = self._choice_logprobs(request.choices, next_top)
             self._rc = True
         prompt_tokens, completion_tokens = _usage_of(data)
         score = Score(logprob=logprob, num_tokens=num_tokens, choice_logprobs=choices, prompt_tokens=prompt_tokens)
@@ -282,7 +285,7 @@ class OpenAICompatLLM(APIBackend):
             raise UnsupportedCapabilityError(f"{self.name} gives no token log-probabilities: {exc}") from None
         self._rc = True
         prompt_tokens, completion_tokens = _usage_of(data)
-        score = Score(choice_logprobs=match_choices(request.choices, top), prompt_tokens=prompt_tokens)
+        score = Score(choice_logprobs=self._choice_logprobs(request.choices, top), prompt_tokens=prompt_tokens)
         return Answer(score, prompt_tokens, completion_tokens)
 
     def _mark_no_ql(self, reason: str) -> None:
@@ -430,13 +433,3 @@ def _error_message(response: Any) -> str:
         pass
     return (response.text or response.reason_phrase or "")[:300]
 
-
-def _userinfo(url: str) -> list[str]:
-    """The user and password of a URL such as ``http://user:pw@host/v1`` (to redact them)."""
-    match = re.search(r"//([^/@]*)@", url)
-    return [part for part in match.group(1).split(":", 1) if len(part) > 2] if match else []
-
-
-def _without_userinfo(url: str) -> str:
-    """Drop ``user:password@`` from a URL, so it can be logged."""
-    return re.sub(r"//[^/@]*@", "//", url)

@@ -21,12 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from .._lazy import require
+from ..errors import GeckoDistillError
 from ..paths import cache_dir as default_cache_dir
 from .base import Generation, GenerationRequest, Score, ScoreRequest
 
-__all__ = ["TransformersLLM", "gguf_backend_name"]
+__all__ = ["TransformersLLM", "gguf_backend_name", "ChoiceTokenError"]
 
 logger = logging.getLogger(__name__)
+
+#: Text put before a choice to tokenize it as it appears after other text (see
+#: :meth:`TransformersLLM.choice_token_ids`); every tokenizer splits at a newline.
+_CHOICE_ANCHOR = "\n"
+
+
+class ChoiceTokenError(GeckoDistillError, ValueError):
+    """Two choices start with the same token, so their log-probabilities would always be
+    equal (relevance would tie for every candidate)."""
 
 
 class TransformersLLM:
@@ -97,6 +107,7 @@ class TransformersLLM:
             self._name += "+chat"
         self._torch = torch
         self._warned_multi_token: set[str] = set()
+        self._choice_ids: dict[tuple[str, ...], list[int]] = {}
         self._decoder = self.model.get_decoder()
         # With sliding-window attention, padding counts towards the window: batches are kept
         # within it so that padding never changes a score.
@@ -165,19 +176,60 @@ class TransformersLLM:
         context = tok(request.context, add_special_tokens=True).input_ids
         continuation = tok(request.continuation, add_special_tokens=False).input_ids if request.continuation else []
         suffix = tok(request.suffix, add_special_tokens=False).input_ids if request.suffix else []
-        choices = [self._first_token(c) for c in request.choices]
+        choices = self.choice_token_ids(request.choices) if request.choices else []
         overflow = len(context) + len(continuation) + len(suffix) - self.max_length
         if overflow > 0:
             logger.warning("score input is %d tokens over max_length=%d; cutting the context", overflow, self.max_length)
             context = context[:1] + context[1 + overflow :]
         return {"ids": context + continuation + suffix, "n_cont": len(continuation), "n_suffix": len(suffix), "choices": choices}
 
+    def choice_token_ids(self, choices: Sequence[str]) -> list[int]:
+        """The token whose log-probability stands for each choice: the first token of the
+        choice as it is tokenized after other text.
+
+        SentencePiece tokenizers that add a dummy prefix (Llama-2, Mistral v0.1) encode
+        ``" Yes"`` on its own as ``["▁", "▁Yes"]`` and ``" No"`` as ``["▁", "▁No"]``: the first
+        tokens would be the same, and relevance would tie for every candidate. After other text
+        the choice is ``["▁Yes"]``, which is what the model reads and predicts.
+
+        Raises:
+            ChoiceTokenError: Two choices still start with the same token.
+
+        Example:
+            >>> llm.choice_token_ids([" Yes", " No"])  # doctest: +SKIP
+            [7925, 1307]
+        """
+        key = tuple(choices)
+        ids = self._choice_ids.get(key)
+        if ids is None:
+            ids = [self._first_token(c) for c in key]
+            for i, a in enumerate(ids):
+                for j in range(i + 1, len(ids)):
+                    if a == ids[j] and key[i] != key[j]:
+                        raise ChoiceTokenError(
+                            f"choices {key[i]!r} and {key[j]!r} start with the same token "
+                            f"({self.tokenizer.convert_ids_to_tokens(a)!r}, id {a}) in the tokenizer of {self._name}: "
+                            "their log-probabilities would always be equal and relevance would tie for every "
+                            "candidate; use choices that start with different tokens"
+                        )
+            self._choice_ids[key] = ids
+        return ids
+
     def _first_token(self, choice: str) -> int:
-        ids = self.tokenizer(choice, add_special_tokens=False).input_ids
+        ids = self._ids_after_text(choice)
         if len(ids) != 1 and choice not in self._warned_multi_token:
             self._warned_multi_token.add(choice)
             logger.warning("choice %r is %d tokens; its first token stands for it", choice, len(ids))
         return ids[0]
+
+    def _ids_after_text(self, text: str) -> list[int]:
+        """Token ids of ``text`` as it is tokenized after other text (no dummy prefix)."""
+        tok = self.tokenizer
+        anchor = tok(_CHOICE_ANCHOR, add_special_tokens=False).input_ids
+        joined = tok(_CHOICE_ANCHOR + text, add_special_tokens=False).input_ids
+        if len(joined) > len(anchor) and joined[: len(anchor)] == anchor:
+            return joined[len(anchor) :]
+        return tok(text, add_special_tokens=False).input_ids  # the anchor merged with the text
 
     def _score_batch(self, items: list[dict[str, Any]]) -> list[Score]:
         """One left-padded forward pass over whole requests."""
