@@ -9,7 +9,7 @@ corpus-free synthetic data::
 """
 
 from ._version import __version__
-from .config import FRetConfig, GenerateConfig, RelabelConfig, RetrieveConfig
+from .config import FRetConfig, GenerateConfig, RelabelConfig, RetrieveConfig, Round1Config
 from .corpus import load_passages
 from .e5.config import SynthConfig
 from .e5.synth import generate_triplets
@@ -46,6 +46,7 @@ __all__ = [
     "FRetConfig",
     "GenerateConfig",
     "RetrieveConfig",
+    "Round1Config",
     "RelabelConfig",
     "SynthConfig",
     "TrainConfig",

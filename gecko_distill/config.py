@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["GenerateConfig", "RetrieveConfig", "RelabelConfig", "FRetConfig"]
+__all__ = ["GenerateConfig", "Round1Config", "RetrieveConfig", "RelabelConfig", "FRetConfig"]
 
 
 class _Config(BaseModel):
@@ -67,8 +67,15 @@ class RetrieveConfig(_Config):
     See :mod:`gecko_distill.fret.index` for how the index is chosen, tuned and checked.
 
     Attributes:
-        top_n: Candidates per query (paper: 20). The seed passage is always among them.
+        top_n: Candidates per query (paper: 20), at least 3: relabel needs a positive, a
+            negative and one more to rank against. The seed passage is always among them.
         batch_size: Encoding batch size.
+        input_format: How queries and passages are written for the miner. ``"native"``
+            (default): the embedder's own format, ``"plain"`` for a model not trained here
+            (the untrained base reads Gecko's ``task: … | query: …`` badly: on manpages it
+            drops all-MiniLM-L6-v2 from 0.781 to 0.507 nDCG@10), and the format recorded in
+            the ``gecko_distill.json`` of a model trained here. Or force ``"gecko"``,
+            ``"e5"`` or ``"plain"``.
         index: ``"flat"`` searches exactly; ``"ivf"`` (IVF-Flat) and ``"hnsw"`` search
             approximately; ``"auto"`` is flat up to ``exact_up_to`` passages and IVF above.
         exact_up_to: Largest corpus (distinct passages) that ``"auto"`` searches exactly.
@@ -84,8 +91,9 @@ class RetrieveConfig(_Config):
         seed: Seeds the query sample and the IVF training sample.
     """
 
-    top_n: int = Field(default=20, ge=2)
+    top_n: int = 20
     batch_size: int = Field(default=64, ge=1)
+    input_format: Literal["native", "gecko", "e5", "plain"] = "native"
     index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
     exact_up_to: int = Field(default=100_000, ge=0)
     ivf_nlist: int | None = Field(default=None, ge=1)
@@ -97,20 +105,45 @@ class RetrieveConfig(_Config):
     recall_queries: int = Field(default=256, ge=1)
     seed: int = 0
 
+    @field_validator("top_n")
+    @classmethod
+    def _enough_candidates(cls, value: int) -> int:
+        if value < 3:
+            raise ValueError(
+                f"at least 3 candidates are needed (got {value}): relabel needs a positive, a negative and one more candidate "
+                "to rank against, so with fewer every query would be skipped"
+            )
+        return value
+
 
 class RelabelConfig(_Config):
     """Settings of the ``relabel`` stage (the LLM ranks the candidates; RRF picks the positive).
 
     Attributes:
-        rank_by: ``"rrf"`` fuses query likelihood and relevance classification by reciprocal
-            rank (Gecko); ``"ql"`` or ``"rc"`` use one signal; ``"seed"`` keeps the seed
-            passage as the positive and ranks the rest by retrieval score (no LLM calls; an
-            ablation baseline).
+        rank_by: ``"auto"`` (default) first runs the teacher check
+            (:mod:`gecko_distill.fret.teacher_check`) on ``check_queries`` sampled queries and
+            fuses only the signals that rank the seed first clearly more often than chance
+            (both: ``"rrf"``; one: that one; none: ``"seed"``, with a warning); with fewer than
+            ``min_check_queries`` queries it cannot tell, and uses ``"rrf"``. ``"rrf"`` fuses
+            query likelihood and relevance classification by reciprocal rank (Gecko); ``"ql"``
+            or ``"rc"`` use one signal; ``"seed"`` keeps the seed passage as the positive and
+            ranks the rest by retrieval score (no LLM calls).
+        check_queries: Queries sampled for the teacher check.
+        min_check_queries: The fewest queries the check needs to judge the signals.
+        min_signal_z: How far above chance (a one-sided z-score) a signal must rank the seeds
+            first to be used by ``"auto"``.
+        negative_margin: False-negative guard: a hard negative must be less similar to the
+            query (by the miner's score) than ``(1 - negative_margin)`` times the positive
+            (sentence-transformers' ``relative_margin``; NV-Retriever's positive-aware
+            filter). Near-duplicates of the positive are never negatives either.
+        max_negative_uses: How many queries one passage may serve as the hard negative of (a
+            passage that is everyone's negative is a symptom of a broken signal); ``None``: no cap.
         scoring: ``"fused"`` reads both signals from one forward pass per pair
             (``[instruction][passage][query][question]``); ``"separate"`` runs the paper's two
             prompts, one pass each.
-        negative: ``"last"`` takes the lowest-ranked candidate, ``"random"`` a random one of
-            the others (never the positive or the seed).
+        negative: ``"last"`` takes the lowest-ranked candidate that passes the guards,
+            ``"random"`` a random one of the lower half of the ranking (never the positive, the
+            seed, or a top-ranked candidate).
         max_passage_words: Candidates are cut to this many words in the prompts.
         batch_size: Queries whose score requests go to the backend in one call (also the
             checkpoint step). Queries with overlapping candidates are put together, so that a
@@ -118,14 +151,41 @@ class RelabelConfig(_Config):
         seed: Seeds the random negative.
     """
 
-    rank_by: Literal["rrf", "ql", "rc", "seed"] = "rrf"
+    rank_by: Literal["auto", "rrf", "ql", "rc", "seed"] = "auto"
+    check_queries: int = Field(default=200, ge=1)
+    min_check_queries: int = Field(default=20, ge=1)
+    min_signal_z: float = Field(default=3.0, gt=0)
     scoring: Literal["fused", "separate"] = "fused"
     negative: Literal["last", "random"] = "last"
+    negative_margin: float = Field(default=0.05, ge=0.0, lt=1.0)
+    max_negative_uses: int | None = Field(default=5, ge=1)
     max_passage_words: int = Field(default=160, ge=16)
     batch_size: int = Field(default=32, ge=1)
     seed: int = 0
 
     _not_in_fingerprint: ClassVar[frozenset[str]] = frozenset({"batch_size"})
+
+
+class Round1Config(_Config):
+    """Gecko's first round: the miner is fine-tuned on (query, seed passage) pairs before it
+    retrieves the candidates (:mod:`gecko_distill.fret.round1`).
+
+    Attributes:
+        enabled: Train the round-1 miner (off: mine with the embedder as it is).
+        epochs: Passes over the pairs.
+        batch_size: Pairs per batch (in-batch negatives); a corpus with fewer than two batches
+            of distinct seeds skips round 1.
+        learning_rate: Peak learning rate.
+        max_seq_length: Token limit of the miner's input while training; ``None`` keeps the model's.
+        seed: Seeds the training.
+    """
+
+    enabled: bool = True
+    epochs: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=32, ge=2)
+    learning_rate: float = Field(default=3e-5, gt=0)
+    max_seq_length: int | None = Field(default=256, ge=8)
+    seed: int = 0
 
 
 class FRetConfig(_Config):
@@ -138,5 +198,6 @@ class FRetConfig(_Config):
     """
 
     generate: GenerateConfig = GenerateConfig()
+    round1: Round1Config = Round1Config()
     retrieve: RetrieveConfig = RetrieveConfig()
     relabel: RelabelConfig = RelabelConfig()

@@ -11,6 +11,42 @@ def _skips(skipped: dict[str, int]) -> str:
     return ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items(), key=lambda kv: -kv[1])) or "-"
 
 
+def _signal_lines(ret: dict[str, Any], rel: dict[str, Any]) -> list[str]:
+    """How good the labels look: the miner's seed recall, the teacher check, hubs, negatives.
+
+    Example:
+        >>> print("\\n".join(_signal_lines({"seed_in_top_n": 0.8, "top_n": 20, "input_format": "plain"},
+        ...     {"rank_by": "ql", "teacher_check": {"queries": 200, "rank_by": "ql", "reason": "ql beats chance",
+        ...      "signals": {"ql": {"seed_top1": 0.6, "chance": 0.05, "z": 30.0}}},
+        ...      "positives_distinct": 180, "examples": 200, "positives_max_uses": 3, "negatives_distinct": 150,
+        ...      "negatives_max_uses": 5, "negative_rejections": {"within_margin": 12}})))
+        mining: the seed is among its query's top 20 for 80.0% of queries (plain input)
+        teacher check (200 queries): seed ranked first by ql 60% (chance 5%); ranking by ql: ql beats chance
+        positives: 180 distinct for 200 examples (at most 3 uses of one); negatives: 150 distinct (at most 5 uses)
+        negatives rejected by the false-negative guard: within_margin 12
+    """
+    lines = []
+    if "seed_in_top_n" in ret:
+        fmt = f" ({ret['input_format']} input)" if ret.get("input_format") else ""
+        lines.append(f"mining: the seed is among its query's top {ret.get('top_n', '?')} for {100 * ret['seed_in_top_n']:.1f}% "
+                     f"of queries{fmt}")
+    check = rel.get("teacher_check")
+    if check:
+        figures = ", ".join(f"{k} {100 * v['seed_top1']:.0f}%" for k, v in check["signals"].items())
+        chance = next(iter(check["signals"].values()))["chance"] if check["signals"] else None
+        seen = f": seed ranked first by {figures} (chance {100 * chance:.0f}%)" if chance is not None else ""
+        lines.append(f"teacher check ({check['queries']} queries){seen}; ranking by {check['rank_by']}: {check['reason']}")
+    if "positives_distinct" in rel:
+        lines.append(
+            f"positives: {rel['positives_distinct']} distinct for {rel.get('examples', '?')} examples (at most "
+            f"{rel['positives_max_uses']} uses of one); negatives: {rel['negatives_distinct']} distinct (at most "
+            f"{rel['negatives_max_uses']} uses)"
+        )
+    if rel.get("negative_rejections"):
+        lines.append("negatives rejected by the false-negative guard: " + _skips(rel["negative_rejections"]))
+    return lines
+
+
 def summary_table(stats: dict[str, Any]) -> str:
     """Render ``FRetDataset.stats`` as a table: per stage, items in and kept, skips by reason,
     LLM calls (and cache hits), tokens, and wall time.
@@ -61,6 +97,7 @@ def summary_table(stats: dict[str, Any]) -> str:
         f"examples: {stats['examples']}; positives that are not the seed: {100 * share:.1f}%; "
         f"total wall time {stats['wall_time_s']:.1f} s"
     )
+    lines.extend(_signal_lines(ret, rel))
     notes = [n for stage in (gen, rel) for n in stage.get("notes", [])]
     if rel.get("ql_available") is False:
         notes.append("the teacher cannot score query likelihood: positives were ranked by relevance classification only")

@@ -133,7 +133,10 @@ def test_formatting_module_is_the_one_used(beir: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(formatting, "format_query", lambda task, query, fmt: f"<Q {query} {fmt}>")
     monkeypatch.setattr(formatting, "format_document", lambda text, title, fmt: f"<D {text} {fmt}>")
     encoder = TokenEncoder()
-    evaluate(encoder, beir, dims=[4])
+    report = evaluate(encoder, beir, dims=[4])  # a model not trained here reads plain input by default
+    assert "<Q question q2 plain>" in encoder.seen and "<D text of document d5 plain>" in encoder.seen
+    assert report.config.input_format == "plain"
+    evaluate(encoder, beir, dims=[4], config=EvalConfig(input_format="gecko"))
     assert "<Q question q2 gecko>" in encoder.seen and "<D text of document d5 gecko>" in encoder.seen
     evaluate(encoder, beir, dims=[4], config=EvalConfig(input_format="e5"))
     assert "<Q question q2 e5>" in encoder.seen and "<D text of document d5 e5>" in encoder.seen

@@ -25,8 +25,8 @@ def test_e5_documents_have_no_prefix() -> None:
 
 
 def test_unknown_format_is_an_input_error() -> None:
-    with pytest.raises(InputError, match=r"unknown input format 'plain'; choose from \['gecko', 'e5'\]"):
-        format_query("t", "q", query_format="plain")
+    with pytest.raises(InputError, match=r"unknown input format 'raw'; choose from \['gecko', 'e5', 'plain'\]"):
+        format_query("t", "q", query_format="raw")
     with pytest.raises(InputError, match="unknown input format 'E5'"):
         format_document("text", document_format="E5")
 
@@ -72,3 +72,26 @@ def test_format_documents_rejects_other_types() -> None:
         format_documents(["ok", 3])
     with pytest.raises(InputError, match="document 0"):
         format_documents([{"title": "no text"}])
+
+
+def test_plain_format_is_the_text_alone() -> None:
+    assert format_query("find the command", " list files ", query_format="plain") == "list files"
+    assert format_document("List directory contents.", "ls", document_format="plain") == "ls List directory contents."
+
+
+def test_symmetric_rows_are_formatted_as_queries_on_both_sides() -> None:
+    from gecko_distill.embedder.train import fret_dataset
+    from gecko_distill.records import FRetExample, Passage
+
+    def example(task: str, seed: str = "p1") -> FRetExample:
+        return FRetExample(id="q", task=task, query="Exercise is good for the heart.",
+                           positive=Passage(id="p1", text="Working out helps your heart.", title="Health"),
+                           negative=Passage(id="p2", text="Hearts have four chambers."),
+                           seed_passage_id=seed, positive_is_seed=True, positive_ranks={}, negative_ranks={})
+
+    sts = "Retrieve sentences that are semantically similar to the given sentence"
+    rows = fret_dataset([example(sts), example("Given a question, retrieve answers"), example("Retrieve tweets", "synth:sts")])
+    assert rows[0]["positive"] == f"task: {sts} | query: Health Working out helps your heart."
+    assert rows[0]["negative"] == f"task: {sts} | query: Hearts have four chambers."
+    assert rows[1]["positive"] == "title: Health | text: Working out helps your heart."
+    assert rows[2]["positive"] == "task: Retrieve tweets | query: Health Working out helps your heart."

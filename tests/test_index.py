@@ -159,7 +159,7 @@ def test_retrieve_reuses_cached_embeddings(tmp_path):
     assert again.records == first.records
     edited = [passages[0].model_copy(update={"text": "a new text"}), *passages[1:]]
     retrieve(queries, edited, fake, RetrieveConfig(top_n=4), embedding_cache=tmp_path)
-    assert fake.encoded[34:] == ["title: none | text: a new text"]
+    assert fake.encoded[34:] == ["a new text"]  # an untrained miner reads plain text
     renamed = CountingEncoder(name="counting-v2")
     retrieve(queries, passages, renamed, RetrieveConfig(top_n=4), embedding_cache=tmp_path)
     assert len(renamed.encoded) == 34  # another model identity: nothing reused

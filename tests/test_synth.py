@@ -287,7 +287,7 @@ def test_config_is_strict_and_frozen() -> None:
     with pytest.raises(ValidationError):
         SynthConfig(categories=("medium-medium",))
     with pytest.raises(ValidationError):
-        SynthConfig(query_format="plain")
+        SynthConfig(query_format="raw")
     with pytest.raises(ValidationError):
         ONE.seed = 3
     assert SynthConfig(categories=("sts", "sts")).categories == ("sts",)

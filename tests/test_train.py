@@ -208,10 +208,10 @@ def test_query_format_comes_from_the_config_or_the_manifest() -> None:
     assert resolve_query_format(TrainConfig(), {"query_format": "e5"}).query_format == "e5"
     assert resolve_query_format(TrainConfig(query_format="gecko"), {"query_format": "e5"}).query_format == "gecko"
     assert resolve_query_format(TrainConfig(), MANIFEST).query_format == "gecko"
-    with pytest.raises(InputError, match="the data manifest names query_format 'plain'"):
-        resolve_query_format(TrainConfig(), {"query_format": "plain"})
+    with pytest.raises(InputError, match="the data manifest names query_format 'raw'"):
+        resolve_query_format(TrainConfig(), {"query_format": "raw"})
     with pytest.raises(ValueError, match="query_format"):
-        TrainConfig(query_format="plain")
+        TrainConfig(query_format="raw")
 
 
 def test_loss_is_matryoshka_mnrl_with_same_tower_negatives(embedder) -> None:

@@ -21,9 +21,11 @@ from .build_fret import build_fret_from_args
 from .options import (
     config_or_input_error,
     fret_arguments,
+    fret_config,
     train_config,
     training_arguments,
 )
+from .train import self_check_line
 
 __all__ = ["register"]
 
@@ -70,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     fret_dir, model_dir = out / "fret", out / "model"
-    config = train_config(args)  # invalid training options fail before any LLM call
+    fret_config(args)  # invalid options fail before anything is loaded
+    config = train_config(args)
     eval_config = config_or_input_error(EvalConfig, task=args.task or DEFAULT_TASK, split=args.split)
     if args.eval:
         load_beir(args.eval, eval_config.split)  # a broken BEIR folder fails before any LLM call
@@ -82,6 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         train(fret_dir, base_model=args.base_model, output_dir=model_dir, config=config, overwrite=args.overwrite)
         print(f"model: saved to {model_dir}")
+    print(self_check_line(model_dir))
     if not args.eval:
         return 0
 

@@ -7,6 +7,7 @@ which prints them as one line.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -49,9 +50,10 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model folder, or 'default'")
     p.add_argument("beir_dir", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
     p.add_argument("--dims", type=int, nargs="+", default=None, help="dims to score (default: full, 256, 128, 64)")
-    p.add_argument("--format", dest="input_format", choices=[*QUERY_FORMATS, "plain"], default="gecko",
+    p.add_argument("--format", dest="input_format", choices=QUERY_FORMATS, default=None,
                    help="gecko: 'task: … | query: …' / 'title: … | text: …'; e5: 'Instruct: …\\nQuery: …' / "
-                   "title + text; plain: raw query, title + text")
+                   "title + text; plain: raw query, title + text (default: the model's own format, from its "
+                   "gecko_distill.json; plain for a model not trained here)")
     p.add_argument("--task", default=None, help="task description of gecko- and e5-format queries")
     p.add_argument("--split", default="test")
     p.add_argument("--batch-size", type=int, default=32)
@@ -66,17 +68,32 @@ def _plot_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from ..embedder.evaluate import beir_evaluator
+    from ..embedder.evaluate import load_beir
     from ..embedder.train import train
 
     config = train_config(args, eval_steps=args.eval_steps)
-    evaluator = beir_evaluator(args.validate_on, name=Path(args.validate_on).name) if args.validate_on else None
+    if args.validate_on:
+        load_beir(args.validate_on)  # a broken folder fails before training; train() validates in the trained format
     path = train(
-        args.fret_dir, base_model=args.base_model, output_dir=args.out, config=config, evaluator=evaluator,
+        args.fret_dir, base_model=args.base_model, output_dir=args.out, config=config, evaluator=args.validate_on,
         overwrite=args.overwrite,
     )
     print(f"saved the trained model to {path}")
+    print(self_check_line(path))
     return 0
+
+
+def self_check_line(model_dir: str | Path) -> str:
+    """The self-check's verdict on a trained model folder, loud when it found no gain."""
+    from ..embedder.encoding import PROVENANCE_FILE
+    from ..embedder.selfcheck import SelfCheckReport
+
+    provenance = json.loads((Path(model_dir) / PROVENANCE_FILE).read_text(encoding="utf-8"))
+    check = SelfCheckReport.model_validate(provenance["self_check"])
+    if check.status == "no_gain":
+        saved = "the BASE model, unchanged" if check.saved == "base" else "the best variant anyway"
+        return f"WARNING: distillation did not beat the base model; saved {saved}. {check.summary()}"
+    return check.summary()
 
 
 def _run_eval(args: argparse.Namespace) -> int:

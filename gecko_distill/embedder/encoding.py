@@ -3,12 +3,13 @@
 Training (:func:`gecko_distill.embedder.train.train`), evaluation and these helpers all build the model
 input with :func:`~gecko_distill.embedder.formatting.format_query` and
 :func:`~gecko_distill.embedder.formatting.format_document`, so query-time input matches training input.
-Pass the ``query_format`` the model was trained with (``"gecko"`` or ``"e5"``; its
-``gecko_distill.json`` records it) to the query side and the document side alike.
+By default the format is the model's own: the one its ``gecko_distill.json`` records for a
+model trained here, and ``"plain"`` for any other model (see :func:`model_input_format`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import numbers
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,9 @@ from . import formatting
 from .formatting import QueryFormat
 
 __all__ = [
+    "PROVENANCE_FILE",
+    "model_input_format",
+    "resolve_input_format",
     "encode_queries",
     "encode_documents",
     "format_queries",
@@ -37,28 +41,114 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: The file a model trained here carries: its training data, settings and input format.
+PROVENANCE_FILE = "gecko_distill.json"
+
 QueryInput = Union[str, tuple[str, str]]
 DocumentInput = Union[str, Passage, Mapping[str, Any]]
 
 
 def load_model(model: Any = None, *, truncate_dim: int | None = None, device: str | None = None) -> Any:
     """A ``SentenceTransformer``: the offline default for ``None``, loaded from a folder for a
-    path, or ``model`` itself when it is already a model.
+    path, from the Hugging Face hub (or its local cache) for a hub id, or ``model`` itself when
+    it is already a model.
 
     Args:
-        model: ``None``, a model folder, or a ``SentenceTransformer``.
+        model: ``None``, a model folder, a hub id (``"org/name"``), or a ``SentenceTransformer``.
+            A string that names an existing folder is that folder; one that cannot be a hub id
+            (``./x``, ``~/x``, ``/x``, ``a/b/c``) or a ``Path`` must be an existing folder.
         truncate_dim: Output dimension of the loaded model (Matryoshka truncation).
         device: ``"cpu"``, ``"cuda"``...; ``None`` lets sentence-transformers pick.
+
+    Raises:
+        InputError: The folder does not exist or holds no model, or the hub id could not be
+            loaded (offline, and not in the cache?).
 
     Example:
         >>> embedding_dimension(load_model())
         384
+        >>> load_model("./no/such/model")
+        Traceback (most recent call last):
+        ...
+        gecko_distill.errors.InputError: model folder not found: ./no/such/model
     """
-    if model is None or isinstance(model, (str, Path)):
-        st = require("sentence_transformers", "gecko-distill")
-        path = str(model or default_embedder_path())
-        return st.SentenceTransformer(path, device=device, truncate_dim=truncate_dim, local_files_only=True)
-    return model
+    if model is not None and not isinstance(model, (str, Path)):
+        return model
+    import re
+
+    def _first_line(exc: BaseException) -> str:
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+    st = require("sentence_transformers", "gecko-distill")
+    settings = {"device": device, "truncate_dim": truncate_dim}
+    if model is None:
+        return st.SentenceTransformer(str(default_embedder_path()), local_files_only=True, **settings)
+    name = str(model)
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        try:
+            return st.SentenceTransformer(str(folder), local_files_only=True, **settings)
+        except OSError as exc:
+            raise InputError(f"{name}: not a sentence-transformers model folder ({_first_line(exc)})") from exc
+    if isinstance(model, Path) or not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", name):
+        raise InputError(f"model folder not found: {name}")
+    try:
+        return st.SentenceTransformer(name, **settings)
+    except Exception as exc:  # noqa: BLE001 - hub and transformers raise many kinds; all mean "not loadable"
+        raise InputError(
+            f"{name}: no such model folder, and the Hugging Face hub id could not be loaded "
+            f"(offline? not cached?): {type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
+
+
+def model_folder(model: Any) -> Path | None:
+    """The folder a model was loaded from, when it has one on disk."""
+    if model is None:
+        return None
+    if isinstance(model, (str, Path)):
+        return Path(model) if Path(model).is_dir() else None
+    try:
+        path = Path(str(model[0].auto_model.config._name_or_path))
+    except (AttributeError, TypeError, IndexError, KeyError):
+        return None
+    return path if path.is_dir() else None
+
+
+def model_input_format(model: Any) -> QueryFormat:
+    """The input format a model reads best: the one recorded in the ``gecko_distill.json`` of a
+    model trained here, else ``"plain"`` (a model trained elsewhere, such as the default
+    all-MiniLM-L6-v2, has never seen Gecko's ``task: … | query: …``).
+
+    Example:
+        >>> model_input_format(None)
+        'plain'
+    """
+    folder = model_folder(model)
+    if folder is None or not (folder / PROVENANCE_FILE).is_file():
+        return "plain"
+    try:
+        chosen = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8")).get("query_format", "gecko")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{folder / PROVENANCE_FILE}: not valid JSON ({exc})") from None
+    if chosen not in formatting.QUERY_FORMATS:
+        raise InputError(f"{folder / PROVENANCE_FILE}: unknown query_format {chosen!r}")
+    return chosen
+
+
+def resolve_input_format(model: Any, requested: QueryFormat | None) -> QueryFormat:
+    """``requested``, or the model's own format when it is ``None``; a format other than the one
+    the model was trained in is logged as a warning.
+
+    Example:
+        >>> resolve_input_format(None, None), resolve_input_format(None, "gecko")
+        ('plain', 'gecko')
+    """
+    own = model_input_format(model)
+    if requested is None:
+        return own
+    if requested != own and model_folder(model) is not None and own != "plain":
+        logger.warning("the model was trained in the %r input format, but %r was asked for", own, requested)
+    return requested
 
 
 def embedding_dimension(model: Any) -> int:
@@ -172,7 +262,7 @@ def encode_queries(
     queries: Sequence[QueryInput],
     *,
     task: str | None = None,
-    query_format: QueryFormat = "gecko",
+    query_format: QueryFormat | None = None,
     **encode_kwargs: Any,
 ) -> np.ndarray:
     """Embed queries in the model's input format (Gecko's ``task: {task} | query: {query}`` by
@@ -182,8 +272,8 @@ def encode_queries(
         model: A ``SentenceTransformer`` (or a folder to load one from).
         queries: ``(task, query)`` pairs, or strings that all share ``task``.
         task: The task description for string queries.
-        query_format: ``"gecko"``, or ``"e5"`` (``Instruct: {task}\\nQuery: {query}``) for a
-            model trained with ``TrainConfig(query_format="e5")``.
+        query_format: ``"gecko"``, ``"e5"`` (``Instruct: {task}\\nQuery: {query}``) or
+            ``"plain"``; ``None`` (default): the model's own (:func:`model_input_format`).
         **encode_kwargs: Passed to ``SentenceTransformer.encode`` (e.g. ``batch_size``,
             ``truncate_dim``); embeddings are L2-normalised unless
             ``normalize_embeddings=False`` is passed.
@@ -199,11 +289,13 @@ def encode_queries(
         >>> q.shape, float(q[0] @ d[0]) > 0.3
         ((1, 128), True)
     """
-    return _encode(load_model(model), format_queries(queries, task, query_format), encode_kwargs)
+    loaded = load_model(model)
+    chosen = resolve_input_format(model if isinstance(model, (str, Path)) else loaded, query_format)
+    return _encode(loaded, format_queries(queries, task, chosen), encode_kwargs)
 
 
 def encode_documents(
-    model: Any, documents: Sequence[DocumentInput], *, query_format: QueryFormat = "gecko", **encode_kwargs: Any
+    model: Any, documents: Sequence[DocumentInput], *, query_format: QueryFormat | None = None, **encode_kwargs: Any
 ) -> np.ndarray:
     """Embed documents in the model's input format (Gecko's ``title: {title} | text: {text}``
     by default).
@@ -212,8 +304,8 @@ def encode_documents(
         model: A ``SentenceTransformer`` (or a folder to load one from).
         documents: Strings, :class:`Passage` records, or dicts with ``text`` and optional
             ``title``.
-        query_format: The input format the model was trained with, as for
-            :func:`encode_queries`; ``"e5"`` documents carry no prefix.
+        query_format: The input format, as for :func:`encode_queries` (default: the
+            model's own); ``"e5"`` and ``"plain"`` documents carry no prefix.
         **encode_kwargs: As for :func:`encode_queries`.
 
     Returns:
@@ -223,7 +315,9 @@ def encode_documents(
         >>> encode_documents(load_model(), ["Copy files and directories."]).shape
         (1, 384)
     """
-    return _encode(load_model(model), format_documents(documents, query_format), encode_kwargs)
+    loaded = load_model(model)
+    chosen = resolve_input_format(model if isinstance(model, (str, Path)) else loaded, query_format)
+    return _encode(loaded, format_documents(documents, chosen), encode_kwargs)
 
 
 def _encode(model: Any, texts: list[str], encode_kwargs: dict[str, Any]) -> np.ndarray:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,7 +24,8 @@ from .._lazy import require
 from .._version import __version__
 from ..errors import InputError
 from . import formatting
-from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, load_model
+from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, load_model, resolve_input_format
+from .formatting import QueryFormat
 
 __all__ = [
     "EvalConfig",
@@ -52,12 +53,14 @@ class EvalConfig(BaseModel):
     """How :func:`evaluate` builds the model input.
 
     Attributes:
-        input_format: ``"gecko"`` embeds ``task: {task} | query: {query}`` and
-            ``title: {title} | text: {text}`` (as trained by default); ``"e5"`` embeds
-            ``Instruct: {task}\\nQuery: {query}`` and ``title + " " + text`` (as trained with
-            ``TrainConfig(query_format="e5")``); ``"plain"`` embeds the raw query and
-            ``title + " " + text`` (the usual BEIR baseline). ``"gecko"`` and ``"e5"`` go
-            through :mod:`gecko_distill.embedder.formatting`, as training does.
+        input_format: ``None`` (default): the model's own format, the one its
+            ``gecko_distill.json`` records for a model trained here, else ``"plain"``
+            (:func:`~gecko_distill.embedder.encoding.model_input_format`). ``"gecko"`` embeds
+            ``task: {task} | query: {query}`` and ``title: {title} | text: {text}``; ``"e5"``
+            embeds ``Instruct: {task}\\nQuery: {query}`` and ``title + " " + text``;
+            ``"plain"`` embeds the raw query and ``title + " " + text`` (the usual BEIR
+            baseline). All go through :mod:`gecko_distill.embedder.formatting`, as training
+            does. Asking a trained model for another format than its own logs a warning.
         task: The task description of ``"gecko"`` and ``"e5"`` queries.
         split: Which ``qrels/{split}.tsv`` to read.
         batch_size: Encoding batch size.
@@ -65,7 +68,7 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input_format: Literal["gecko", "e5", "plain"] = "gecko"
+    input_format: QueryFormat | None = None
     task: str = Field(default=DEFAULT_TASK, min_length=1)
     split: str = Field(default="test", min_length=1)
     batch_size: int = Field(default=32, ge=1)
@@ -209,24 +212,28 @@ def _read_qrels(path: Path, queries: dict[str, str], corpus: dict[str, Any], que
     return qrels
 
 
-def _query_texts(data: BeirData, config: EvalConfig) -> list[str]:
-    if config.input_format == "plain":
-        return list(data.queries.values())
-    return [formatting.format_query(config.task, text, config.input_format) for text in data.queries.values()]
+def _query_texts(data: BeirData, input_format: QueryFormat, task: str) -> list[str]:
+    return [formatting.format_query(task, text, input_format) for text in data.queries.values()]
 
 
-def _document_texts(data: BeirData, config: EvalConfig) -> list[str]:
-    if config.input_format == "plain":
-        return [f"{title} {text}".strip() for title, text in data.corpus.values()]
-    return [formatting.format_document(text, title, config.input_format) for title, text in data.corpus.values()]
+def _document_texts(data: BeirData, input_format: QueryFormat) -> list[str]:
+    return [formatting.format_document(text, title, input_format) for title, text in data.corpus.values()]
 
 
 def beir_evaluator(
-    beir_dir: str | Path | BeirData, *, config: EvalConfig | None = None, truncate_dim: int | None = None, name: str = ""
+    beir_dir: str | Path | BeirData,
+    *,
+    config: EvalConfig | None = None,
+    truncate_dim: int | None = None,
+    name: str = "",
+    model: Any = None,
 ) -> Any:
     """An ``InformationRetrievalEvaluator`` over a BEIR folder, with our input format.
 
-    Pass it to :func:`gecko_distill.embedder.train.train` (``evaluator=``) to validate during training.
+    Pass it to :func:`gecko_distill.embedder.train.train` (``evaluator=``) to validate during
+    training; or pass ``train`` the BEIR folder itself, and it builds the evaluator in the format
+    it trains in. With ``config.input_format=None``, the format is ``model``'s own
+    (``"plain"`` when no model is given).
 
     Example:
         >>> evaluator = beir_evaluator("/work/shared/data/manpages", name="manpages")  # doctest: +SKIP
@@ -234,12 +241,13 @@ def beir_evaluator(
         'manpages_cosine_ndcg@10'
     """
     config = config or EvalConfig()
+    input_format = resolve_input_format(model, config.input_format)
     data = beir_dir if isinstance(beir_dir, BeirData) else load_beir(beir_dir, config.split)
     ir = require("sentence_transformers.sentence_transformer.evaluation", "sentence-transformers>=6")
     util = require("sentence_transformers.util", "sentence-transformers")
     evaluator = ir.InformationRetrievalEvaluator(
-        queries=dict(zip(data.queries, _query_texts(data, config))),
-        corpus=dict(zip(data.corpus, _document_texts(data, config))),
+        queries=dict(zip(data.queries, _query_texts(data, input_format, config.task))),
+        corpus=dict(zip(data.corpus, _document_texts(data, input_format))),
         relevant_docs=data.qrels,
         mrr_at_k=[10],
         ndcg_at_k=[10],
@@ -272,7 +280,8 @@ def evaluate(
         beir_dir: A BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/{split}.tsv``).
         dims: Dimensions to score (vectors truncated, then re-normalised); defaults to the
             full dimension and the standard Matryoshka sizes below it.
-        config: Input format and batch size; defaults to :class:`EvalConfig()` (Gecko format).
+        config: Input format and batch size; defaults to :class:`EvalConfig()` (the model's
+            own format). The report records the format used.
         label: Name of the model in the report and plots; defaults to its folder.
 
     Returns:
@@ -291,6 +300,7 @@ def evaluate(
     config = config or EvalConfig()
     data = load_beir(beir_dir, config.split)
     st_model = load_model(model)
+    config = config.model_copy(update={"input_format": resolve_input_format(model if isinstance(model, (str, Path)) else st_model, config.input_format)})
     full_dim = embedding_dimension(st_model)
     dims = check_dims(list(dims) if dims is not None else default_matryoshka_dims(full_dim), full_dim)
     evaluator = beir_evaluator(data, config=config)

@@ -8,18 +8,24 @@ by one setting (``TrainConfig.query_format``, ``SynthConfig.query_format``, ``Ev
   ``title: {title} | text: {text}``.
 * ``"e5"`` (Wang et al. 2024, E5-mistral): ``Instruct: {task}\\nQuery: {query}``; documents
   carry no prefix (a title, if any, is put before the text, as E5's BEIR evaluation does).
+* ``"plain"``: the query alone, with no task, and the document as its title and text. This is
+  how a model that was not trained here (such as the base all-MiniLM-L6-v2) reads text best.
+
+Symmetric tasks (sentence similarity, paraphrase, duplicate and parallel-sentence retrieval)
+put the query format on both sides, as Gecko does: see :func:`is_symmetric_task`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal, get_args
 
 from ..errors import InputError
 
-__all__ = ["QueryFormat", "QUERY_FORMATS", "format_query", "format_document"]
+__all__ = ["QueryFormat", "QUERY_FORMATS", "format_query", "format_document", "format_target", "is_symmetric_task"]
 
 #: An input format: how queries (and the documents they are matched with) are written.
-QueryFormat = Literal["gecko", "e5"]
+QueryFormat = Literal["gecko", "e5", "plain"]
 
 #: The valid :data:`QueryFormat` values.
 QUERY_FORMATS: tuple[str, ...] = get_args(QueryFormat)
@@ -44,8 +50,11 @@ def format_query(task: str, query: str, query_format: QueryFormat = "gecko") -> 
         Query: Le chat dort.
     """
     task, query = task.strip(), query.strip()
-    if _checked(query_format) == "e5":
+    query_format = _checked(query_format)
+    if query_format == "e5":
         return f"Instruct: {task}\nQuery: {query}"
+    if query_format == "plain":
+        return query
     return f"task: {task} | query: {query}"
 
 
@@ -55,8 +64,8 @@ def format_document(text: str, title: str = "", document_format: QueryFormat = "
     Args:
         text: The document text.
         title: Its title; ``""`` if it has none.
-        document_format: ``"gecko"`` writes an empty title as ``none``; ``"e5"`` adds no
-            prefix: the text, after the title when there is one.
+        document_format: ``"gecko"`` writes an empty title as ``none``; ``"e5"`` and
+            ``"plain"`` add no prefix: the text, after the title when there is one.
 
     Raises:
         InputError: An unknown ``document_format``.
@@ -70,9 +79,53 @@ def format_document(text: str, title: str = "", document_format: QueryFormat = "
         'ls List directory contents.'
     """
     text, title = text.strip(), title.strip()
-    if _checked(document_format) == "e5":
+    if _checked(document_format) in ("e5", "plain"):
         return f"{title} {text}".strip()
     return f"title: {title or 'none'} | text: {text}"
+
+
+#: Words of a task description that mark a symmetric task: both sides are the same kind of text.
+_SYMMETRIC = re.compile(
+    r"\b(semantically similar|similar (sentences?|questions?|texts?|posts?|meaning)|paraphrases?|"
+    r"same meaning|duplicates?|equivalent (sentences?|questions?)|parallel sentences?|translations? of)\b",
+    re.IGNORECASE,
+)
+_SYMMETRIC_CATEGORIES = ("synth:sts", "synth:bitext")
+
+
+def is_symmetric_task(task: str, source: str = "") -> bool:
+    """Whether a task is symmetric (query and document are the same kind of text), so that both
+    sides take the query format, as in Gecko.
+
+    Args:
+        task: The task description.
+        source: Where the example comes from: an E5 example's ``seed_passage_id``
+            (``synth:sts`` and ``synth:bitext`` are symmetric by construction).
+
+    Example:
+        >>> is_symmetric_task("Retrieve sentences that are semantically similar to the given sentence")
+        True
+        >>> is_symmetric_task("Given a question, retrieve passages that answer the question")
+        False
+        >>> is_symmetric_task("Retrieve tweets", source="synth:sts")
+        True
+    """
+    return source in _SYMMETRIC_CATEGORIES or bool(_SYMMETRIC.search(task))
+
+
+def format_target(task: str, text: str, title: str = "", input_format: QueryFormat = "gecko", *, symmetric: bool = False) -> str:
+    """Model input text of the document side of a pair: :func:`format_document`, or for a
+    symmetric task :func:`format_query` with the same task, so that both sides match.
+
+    Example:
+        >>> format_target("Retrieve similar questions", "How old is Rome?", symmetric=True)
+        'task: Retrieve similar questions | query: How old is Rome?'
+        >>> format_target("Retrieve similar questions", "How old is Rome?")
+        'title: none | text: How old is Rome?'
+    """
+    if symmetric:
+        return format_query(task, f"{title} {text}".strip(), input_format)
+    return format_document(text, title, input_format)
 
 
 def _checked(input_format: str) -> str:

@@ -34,8 +34,18 @@ from .._version import __version__
 from ..errors import InputError
 from ..records import FRetExample
 from . import formatting
-from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, format_documents, format_queries, load_model
+from .encoding import (
+    PROVENANCE_FILE,
+    check_dims,
+    default_matryoshka_dims,
+    embedding_dimension,
+    format_documents,
+    format_queries,
+    load_model,
+    model_input_format,
+)
 from .formatting import QUERY_FORMATS, QueryFormat
+from .selfcheck import SelfCheckConfig, SelfCheckReport, choose_variant, holdout_split, passage_pool, score_variant
 
 __all__ = [
     "TrainConfig",
@@ -53,7 +63,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Written next to the model: FRet manifest, training config, input formats, library version.
-PROVENANCE_FILE = "gecko_distill.json"
 
 FRET = "fret"
 
@@ -97,6 +106,11 @@ class TrainConfig(BaseModel):
             synth`` writes one), else ``"gecko"``. Query with the same format
             (``encode_queries(..., query_format=...)``); the model's ``gecko_distill.json``
             records it.
+        self_check: The check against degradation (:mod:`gecko_distill.embedder.selfcheck`): a
+            slice of FRet held out of training, on which the base and the distilled model
+            are compared at every dimension; the saved model is the best blend of the two
+            weights (and input format) that beats the base everywhere, or the base itself,
+            with a loud warning, when none does.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -115,6 +129,7 @@ class TrainConfig(BaseModel):
     eval_steps: int | None = Field(default=None, ge=1)
     logging_steps: int = Field(default=10, ge=1)
     query_format: QueryFormat | None = None
+    self_check: SelfCheckConfig = SelfCheckConfig()
 
     @field_validator("mix_ratios")
     @classmethod
@@ -185,11 +200,19 @@ def fret_dataset(examples: Sequence[FRetExample], query_format: QueryFormat = "g
     datasets = require("datasets", "gecko-distill[train]")
     if not examples:
         raise InputError("no FRet examples to train on")
+    symmetric = [formatting.is_symmetric_task(e.task, e.seed_passage_id) for e in examples]
+
+    def side(attribute: str) -> list[str]:
+        return [
+            formatting.format_target(e.task, getattr(e, attribute).text, getattr(e, attribute).title, query_format, symmetric=s)
+            for e, s in zip(examples, symmetric)
+        ]
+
     return datasets.Dataset.from_dict(
         {
             "anchor": format_queries([(e.task, e.query) for e in examples], query_format=query_format),
-            "positive": format_documents([e.positive for e in examples], query_format),
-            "negative": format_documents([e.negative for e in examples], query_format),
+            "positive": side("positive"),
+            "negative": side("negative"),
         }
     )
 
@@ -200,6 +223,9 @@ def labelled_dataset(name: str, rows: ExtraData, query_format: QueryFormat = "ge
     Each row has ``task`` (the task description of its query), ``anchor`` (the query),
     ``positive`` and optionally ``negative``; a document is a string or a dict with ``text``
     and optional ``title``. They are formatted in ``query_format`` (see :class:`TrainConfig`).
+    A row of a symmetric task (``symmetric: True``, or a task that
+    :func:`~gecko_distill.embedder.formatting.is_symmetric_task` recognises) has its documents
+    in the query format too.
 
     Raises:
         InputError: A row misses a column, or only some rows have a ``negative``.
@@ -220,12 +246,22 @@ def labelled_dataset(name: str, rows: ExtraData, query_format: QueryFormat = "ge
             raise InputError(f"extra dataset {name!r}, row {i}: missing column(s) {missing} (need task, anchor, positive)")
         if ("negative" in row) != has_negative:
             raise InputError(f"extra dataset {name!r}, row {i}: either every row has a 'negative' or none does")
+    def side(column: str) -> list[str]:
+        documents = [row[column] for row in rows]
+        as_text = format_documents(documents, "plain")  # title and text, for a symmetric row's query format
+        return [
+            formatting.format_query(row["task"], text, query_format)
+            if row.get("symmetric", formatting.is_symmetric_task(row["task"]))
+            else formatted
+            for row, text, formatted in zip(rows, as_text, format_documents(documents, query_format))
+        ]
+
     columns = {
         "anchor": format_queries([(row["task"], row["anchor"]) for row in rows], query_format=query_format),
-        "positive": format_documents([row["positive"] for row in rows], query_format),
+        "positive": side("positive"),
     }
     if has_negative:
-        columns["negative"] = format_documents([row["negative"] for row in rows], query_format)
+        columns["negative"] = side("negative")
     return datasets.Dataset.from_dict(columns)
 
 
@@ -260,7 +296,8 @@ def train(
         extra_datasets: Other labelled sets by name (see :func:`labelled_dataset`), mixed with
             FRet at ``config.mix_ratios``.
         evaluator: A sentence-transformers evaluator run during training (e.g.
-            :func:`gecko_distill.embedder.evaluate.beir_evaluator`).
+            :func:`gecko_distill.embedder.evaluate.beir_evaluator`), or a BEIR folder, which is
+            evaluated in the input format trained in.
         overwrite: Replace a non-empty ``output_dir`` instead of refusing it.
 
     Returns:
@@ -285,11 +322,18 @@ def train(
     fret, manifest = load_fret(examples) if isinstance(examples, (str, Path)) else (list(examples), {})
     config = resolve_query_format(config or TrainConfig(), manifest)
     model = load_model(base_model)
+    base_format = model_input_format(base_model if isinstance(base_model, (str, Path)) else model)
     if config.max_seq_length:
         model.max_seq_length = config.max_seq_length
     full_dim = embedding_dimension(model)
     dims = check_dims(config.matryoshka_dims or default_matryoshka_dims(full_dim), full_dim, "matryoshka_dims")
-    sets = _training_sets(fret, extra_datasets or {}, config)
+    if isinstance(evaluator, (str, Path)):  # a BEIR folder: validate in the format trained in
+        from .evaluate import EvalConfig, beir_evaluator
+
+        evaluator = beir_evaluator(evaluator, config=EvalConfig(input_format=config.query_format), name=Path(evaluator).name)
+    trained_on, held_out = holdout_split(fret, config.self_check)
+    base_weights = _weights(model) if held_out else None
+    sets = _training_sets(trained_on, extra_datasets or {}, config)
     logger.info(
         "train: %s, matryoshka dims %s, %s input format",
         ", ".join(f"{k}={len(v)}" for k, v in sets.items()), list(dims), config.query_format,
@@ -304,10 +348,84 @@ def train(
             f"no training step ran: the batch sampler found no batch of {config.batch_size} examples without repeated "
             "texts (every passage may appear once per batch); lower batch_size or use more passages"
         )
+    check = _self_check(model, base_weights, base_format, held_out, fret, dims, config)
     model.save(str(output_dir))
-    _write_provenance(output_dir, manifest, config, dims, {k: len(v) for k, v in sets.items()}, _base_label(base_model))
+    sizes = {k: len(v) for k, v in sets.items()}
+    _write_provenance(output_dir, manifest, config, dims, sizes, _base_label(base_model), check)
     logger.info("train: saved %s", output_dir)
     return output_dir
+
+
+def _weights(model: Any) -> dict[str, Any]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _blend(model: Any, tuned: dict[str, Any], base: dict[str, Any], alpha: float) -> None:
+    """Load ``alpha · tuned + (1 − alpha) · base`` into ``model`` (WiSE-FT)."""
+    model.load_state_dict(
+        {k: (alpha * v + (1 - alpha) * base[k]) if v.is_floating_point() else v for k, v in tuned.items()}
+    )
+
+
+def _self_check(
+    model: Any,
+    base_weights: dict[str, Any] | None,
+    base_format: QueryFormat,
+    held_out: Sequence[FRetExample],
+    fret: Sequence[FRetExample],
+    dims: Sequence[int],
+    config: TrainConfig,
+) -> SelfCheckReport:
+    """Score base and distilled variants on the held-out slice; leave the chosen one in ``model``."""
+    settings = config.self_check
+    if base_weights is None:
+        reason = (
+            "turned off (holdout_fraction=0)" if settings.holdout_fraction == 0
+            else f"{len(fret)} FRet examples hold out fewer than min_holdout={settings.min_holdout} queries"
+        )
+        level = logging.INFO if settings.holdout_fraction == 0 else logging.WARNING
+        logger.log(level, "train: self-check %s: nothing tells whether the distilled model beats its base", reason)
+        return SelfCheckReport(status="skipped", reason=reason)
+    pool = passage_pool(held_out, fret, settings)
+    tuned = _weights(model)
+    alphas = settings.blend_alphas
+    if any("lora_" in k for k in tuned):
+        alphas = (1.0,)  # adapters: no weight blending
+    formats = list(dict.fromkeys([config.query_format, *(["plain"] if settings.try_plain_input else [])]))
+    was_training = model.training
+    model.eval()
+    _blend(model, tuned, base_weights, 0.0)
+    base = score_variant(model, held_out, pool, dims, base_format, 0.0)
+    variants = []
+    for alpha in alphas:
+        _blend(model, tuned, base_weights, alpha)
+        variants.extend(score_variant(model, held_out, pool, dims, fmt, alpha) for fmt in formats)
+    chosen, improved = choose_variant(base, variants)
+    saved = "distilled"
+    if not improved:
+        losses = {d: g for d, g in chosen.gains(base).items() if g <= 0}
+        logger.warning(
+            "train: THE DISTILLED MODEL IS NOT BETTER THAN ITS BASE at dims %s on %d held-out FRet queries "
+            "(best variant: alpha %g, %s input; nDCG@10 change %s). The teacher's labels are too weak to help this "
+            "embedder here. %s Try a stronger teacher (--llm), --rank-by ql, more passages, or fewer epochs.",
+            sorted(losses), len(held_out), chosen.alpha, chosen.input_format, losses,
+            "Saving the BASE MODEL unchanged." if settings.on_no_gain == "base" else "Saving the best variant anyway.",
+        )
+        if settings.on_no_gain == "base":
+            chosen, saved = base, "base"
+    _blend(model, tuned, base_weights, chosen.alpha)
+    model.train(was_training)
+    report = SelfCheckReport(
+        status="improved" if improved else "no_gain",
+        holdout_queries=len(held_out),
+        pool_passages=len(pool),
+        base=base,
+        variants=variants,
+        chosen=chosen,
+        saved=saved,
+    )
+    logger.log(logging.INFO if improved else logging.WARNING, "train: %s", report.summary())
+    return report
 
 
 def trained_from(output_dir: str | Path, examples: str | Path, *, config: TrainConfig, base_model: Any = None) -> bool:
@@ -486,8 +604,15 @@ def _trainer(model: Any, sets: dict[str, Any], loss: Any, config: TrainConfig, e
 
 
 def _write_provenance(
-    output_dir: Path, manifest: dict[str, Any], config: TrainConfig, dims: Sequence[int], sizes: dict[str, int], base: str
+    output_dir: Path,
+    manifest: dict[str, Any],
+    config: TrainConfig,
+    dims: Sequence[int],
+    sizes: dict[str, int],
+    base: str,
+    check: SelfCheckReport,
 ) -> None:
+    query_format = check.chosen.input_format if check.chosen is not None else config.query_format
     provenance = {
         "library_version": __version__,
         "base_model": base,
@@ -495,18 +620,21 @@ def _write_provenance(
         "train_config": config.model_dump(mode="json"),
         "matryoshka_dims": list(dims),
         "examples_per_epoch": sizes,
-        "query_format": config.query_format,
-        "query_template": formatting.format_query("{task}", "{query}", config.query_format),
-        "document_template": formatting.format_document("{text}", "{title}", config.query_format),
+        "query_format": query_format,
+        "trained_query_format": config.query_format,
+        "query_template": formatting.format_query("{task}", "{query}", query_format),
+        "document_template": formatting.format_document("{text}", "{title}", query_format),
+        "self_check": check.model_dump(mode="json"),
     }
     (output_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
     section = (
         "\n## gecko_distill provenance\n\n"
         f"Distilled from {base} with gecko_distill on LLM-labelled data. Encode queries as "
         f"`{provenance['query_template']!r}` and documents as `{provenance['document_template']!r}` "
-        f"(`gecko_distill.embedder.encoding.encode_queries` / `encode_documents` with `query_format={config.query_format!r}` "
+        f"(`gecko_distill.embedder.encoding.encode_queries` / `encode_documents` with `query_format={query_format!r}` "
         "do this); any of the Matryoshka "
         f"dimensions {list(dims)} can be used with `SentenceTransformer(path, truncate_dim=d)`.\n\n"
+        f"Self-check: {check.summary()} (status: {check.status}; saved: {check.saved}).\n\n"
         "FRet manifest:\n\n```json\n" + json.dumps(manifest, indent=2, sort_keys=True) + "\n```\n\n"
         "Training config:\n\n```json\n" + json.dumps(provenance["train_config"], indent=2, sort_keys=True) + "\n```\n"
     )

@@ -9,8 +9,18 @@ Two signals per (query, candidate) pair, both from the LLM's own log-probabiliti
 ``scoring="fused"`` reads both from one forward pass over
 ``[instruction][passage][query][question]``; ``scoring="separate"`` uses the paper's two
 prompts. The ranks are fused as 1/r_QL + 1/r_RC (ties share the best rank); the fused top-1 is
-the positive, which need not be the seed passage. The hard negative is the lowest-ranked other
-candidate (``"last"``) or a random one (``"random"``); the seed is never used as a negative.
+the positive, which need not be the seed passage. With ``rank_by="auto"`` (the default) a teacher
+check on sampled queries first decides which signals are worth fusing
+(:mod:`gecko_distill.fret.teacher_check`).
+
+The hard negative is the lowest-ranked other candidate (``"last"``) or a random one of the
+lower half (``"random"``) that passes the false-negative guard: never the seed, never a
+near-duplicate of the positive, never within ``negative_margin`` of the positive's similarity
+to the query, and no passage is the negative of more than ``max_negative_uses`` queries. Every
+rejection is counted. The statistics report how concentrated the positives and negatives are
+(a passage that is the positive of many queries is a symptom of a broken signal), with a
+warning when the positives concentrate far beyond the seeds.
+
 A backend that cannot score a given continuation (a chat API) falls back to RC alone, logged
 and recorded in the statistics.
 """
@@ -31,8 +41,9 @@ from .._usage import LLMUsage
 from ..config import RelabelConfig
 from ..llm.base import LLM, Score, ScoreRequest, UnsupportedCapabilityError
 from ..records import Candidate, FRetExample, Passage, RankedCandidates
-from ..text import truncate_words
+from ..text import truncate_words, words
 from .prompts import RC_CHOICES, ql_context, rc_context, rc_question
+from .teacher_check import TeacherCheck, check_signals
 
 __all__ = ["relabel", "rank_with_ties", "reciprocal_rank_fusion", "overlapping_chunks"]
 
@@ -92,8 +103,8 @@ def relabel(
         >>> passages = [Passage(id="a", text="cats purr"), Passage(id="b", text="geckos climb walls"),
         ...             Passage(id="c", text="taxes are due in april")]
         >>> query = GeneratedQuery(id="a#0", passage_id="a", task="find facts", query="geckos climb")
-        >>> cands = RankedCandidates(query=query, candidates=[Candidate(passage_id=p.id, retrieval_score=0.5)
-        ...                                                    for p in passages])
+        >>> cands = RankedCandidates(query=query, candidates=[Candidate(passage_id=p.id, retrieval_score=s)
+        ...                                                    for p, s in zip(passages, [0.6, 0.5, 0.1])])
         >>> example = relabel([cands], passages, FakeLLM()).records[0]
         >>> example.positive.id, example.positive_is_seed, example.negative.id
         ('b', False, 'c')
@@ -104,40 +115,103 @@ def relabel(
     checkpoint = checkpoint or StageCheckpoint("relabel", FRetExample, key=lambda e: e.id)
     started = time.perf_counter()
     by_id = {p.id: p for p in passages}
-    scorer = _Scorer(llm, config) if llm is not None and config.rank_by != "seed" else None
+    rank_by, check, check_usage = config.rank_by, None, {}
+    if not checkpoint.complete and rank_by == "auto" and llm is not None:
+        check, check_usage = _teacher_check(candidates, by_id, llm, config)
+        rank_by = check.rank_by
+    scorer = _Scorer(llm, config) if llm is not None and rank_by != "seed" else None
+    guard = _NegativeGuard(config, checkpoint.records)
     if not checkpoint.complete:
         done = checkpoint.done_ids
-        todo = [c for c in candidates if c.query.id not in done]
-        with progress(total=len(todo), desc="relabel", unit="query") as bar:
-            for chunk in overlapping_chunks(todo, config.batch_size):
+        with progress(total=len(candidates) - len(done), desc="relabel", unit="query") as bar:
+            # Chunks are formed over all queries, so that a resumed run asks them in the same order
+            # (the negative cap depends on the order).
+            for chunk in overlapping_chunks(candidates, config.batch_size):
+                chunk = [item for item in chunk if item.query.id not in done]
+                if not chunk:
+                    continue
                 pools = {item.query.id: [c for c in item.candidates if c.passage_id in by_id] for item in chunk}
                 scorable = [item for item in chunk if len(pools[item.query.id]) >= _MIN_CANDIDATES]
                 signals = {}
                 if scorer is not None:
-                    texts = [
-                        [truncate_words(by_id[c.passage_id].text, config.max_passage_words)[0] for c in pools[item.query.id]]
-                        for item in scorable
-                    ]
+                    texts = [_texts(pools[item.query.id], by_id, config) for item in scorable]
                     signals = dict(zip([item.query.id for item in scorable], scorer.score(scorable, texts)))
                 for item in chunk:
-                    _relabel_one(item, pools[item.query.id], by_id, signals.get(item.query.id), config, checkpoint)
+                    _relabel_one(item, pools[item.query.id], by_id, signals.get(item.query.id), rank_by, guard, checkpoint)
                 bar.update(len(chunk))
     examples = checkpoint.records
     stats = {
         "queries": len(candidates),
         "examples": len(examples),
         "positive_not_seed": round(sum(not e.positive_is_seed for e in examples) / max(len(examples), 1), 4),
-        "rank_by": config.rank_by,
+        "rank_by": rank_by,
         "scoring": config.scoring,
         **(scorer.stats() if scorer else {}),
+        "negative_rejections": dict(guard.rejections),
+        **_concentration(examples),
         "wall_time_s": time.perf_counter() - started,
     }
+    if check is not None:
+        stats["teacher_check"] = check.model_dump(mode="json")
+        for key, value in check_usage.items():
+            if key.startswith("llm_") and isinstance(value, (int, float)):
+                stats[key] = stats.get(key, 0) + value
     return checkpoint.finish([c.query.id for c in candidates], stats, config)
+
+
+def _texts(pool: list[Candidate], by_id: dict[str, Passage], config: RelabelConfig) -> list[str]:
+    return [truncate_words(by_id[c.passage_id].text, config.max_passage_words)[0] for c in pool]
+
+
+def _teacher_check(
+    candidates: Sequence[RankedCandidates], by_id: dict[str, Passage], llm: LLM, config: RelabelConfig
+) -> tuple[TeacherCheck, dict[str, object]]:
+    """Score a seeded sample of queries and decide which signals ``auto`` fuses. The answers go
+    through the same LLM (and its cache), so the full pass does not pay for them again."""
+    usable = [
+        item for item in candidates
+        if len([c for c in item.candidates if c.passage_id in by_id]) >= _MIN_CANDIDATES
+        and any(c.passage_id == item.query.passage_id for c in item.candidates)
+    ]
+    rng = random.Random(f"{config.seed}:teacher-check")
+    sample = sorted(rng.sample(range(len(usable)), min(config.check_queries, len(usable))))
+    items = [usable[i] for i in sample]
+    if len(items) < config.min_check_queries:
+        check = TeacherCheck(
+            queries=len(items), signals={}, rank_by="rrf",
+            reason=f"{len(items)} queries are too few to check the teacher (min_check_queries={config.min_check_queries}); "
+            "using the paper's RRF",
+        )
+        logger.info("relabel: %s", check.reason)
+        return check, {}
+    scorer = _Scorer(llm, config)
+    samples = []
+    for start in range(0, len(items), config.batch_size):
+        part = items[start : start + config.batch_size]
+        pools = [[c for c in item.candidates if c.passage_id in by_id] for item in part]
+        for item, pool, signal in zip(part, pools, scorer.score(part, [_texts(pool, by_id, config) for pool in pools])):
+            if signal.error:
+                continue
+            seed = [c.passage_id for c in pool].index(item.query.passage_id)
+            found = {"retrieval": [c.retrieval_score for c in pool], "rc": signal.rc}
+            if signal.ql is not None:
+                found["ql"] = signal.ql
+            samples.append((found, seed))
+    check = check_signals(samples, config.min_signal_z)
+    level = logging.WARNING if check.rank_by == "seed" else logging.INFO
+    logger.log(level, "relabel: %s; ranking by %s: %s", check.summary(), check.rank_by, check.reason)
+    return check, scorer.usage.as_dict()
 
 
 def overlapping_chunks(items: Sequence[RankedCandidates], size: int) -> Iterator[list[RankedCandidates]]:
     """Chunks of ``size`` queries, built greedily so that their candidate lists overlap: a
     backend that shares prompt prefixes then reads each shared passage once per chunk.
+
+    A chunk starts with the first query left and then takes, one at a time, the query that
+    lists the most passages already in the chunk (ties: the earliest). The work is near-linear
+    in the number of queries, even when one passage is listed by all of them: each passage is
+    looked up once per chunk, and only the first queries left that list it, as many as can
+    still join the chunk, are counted.
 
     Example:
         >>> from gecko_distill import Candidate, GeneratedQuery, RankedCandidates
@@ -148,23 +222,53 @@ def overlapping_chunks(items: Sequence[RankedCandidates], size: int) -> Iterator
         >>> [[i.query.id for i in chunk] for chunk in overlapping_chunks(items, 2)]
         [['1', '3'], ['2']]
     """
-    by_passage: dict[str, list[int]] = defaultdict(list)
-    for i, item in enumerate(items):
-        for c in item.candidates:
-            by_passage[c.passage_id].append(i)
-    left = dict.fromkeys(range(len(items)))  # an ordered set
-    while left:
+    from heapq import heappop, heappush
+
+    # Per passage, the queries that list it, the earliest on top; taken ones are dropped lazily.
+    stacks: dict[str, list[int]] = defaultdict(list)
+    for i in range(len(items) - 1, -1, -1):
+        for pid in dict.fromkeys(c.passage_id for c in items[i].candidates):
+            stacks[pid].append(i)
+    taken = bytearray(len(items))
+    first = 0  # every query before it is taken
+    while first < len(items):
         chunk: list[int] = []
-        overlap: Counter[int] = Counter()
-        while len(chunk) < size and left:
-            nxt = max(overlap, key=lambda j: (overlap[j], -j)) if overlap else next(iter(left))
+        overlap: Counter[int] = Counter()  # query -> passages it shares with the chunk
+        best: list[tuple[int, int]] = []  # heap of (-overlap, query); stale entries are skipped
+        seen: set[str] = set()
+        nxt = first
+        while True:
             chunk.append(nxt)
-            del left[nxt]
-            overlap.pop(nxt, None)
+            taken[nxt] = 1
+            if len(chunk) == size:
+                break
+            wanted = size - len(chunk)  # queries that can still join: enough to count per passage
             for c in items[nxt].candidates:
-                for j in by_passage[c.passage_id]:
-                    if j in left:
-                        overlap[j] += 1
+                if c.passage_id in seen:
+                    continue
+                seen.add(c.passage_id)
+                stack, live = stacks[c.passage_id], []
+                while stack and len(live) < wanted:
+                    j = stack.pop()
+                    if not taken[j]:
+                        live.append(j)
+                stack.extend(reversed(live))
+                for j in live:
+                    count = overlap.get(j, 0) + 1
+                    overlap[j] = count
+                    heappush(best, (-count, j))
+            while best and (taken[best[0][1]] or -best[0][0] != overlap[best[0][1]]):
+                heappop(best)
+            if best:
+                nxt = heappop(best)[1]
+                continue
+            while first < len(items) and taken[first]:
+                first += 1
+            if first == len(items):
+                break
+            nxt = first
+        while first < len(items) and taken[first]:
+            first += 1
         yield [items[i] for i in chunk]
 
 
@@ -173,7 +277,8 @@ def _relabel_one(
     pool: list[Candidate],
     by_id: dict[str, Passage],
     signal: _Signals | None,
-    config: RelabelConfig,
+    rank_by: str,
+    guard: _NegativeGuard,
     checkpoint: StageCheckpoint[FRetExample],
 ) -> None:
     """Rank ``pool`` (the query's candidates found in the corpus) and add its FRet example."""
@@ -191,14 +296,13 @@ def _relabel_one(
         ql, rc = signal.ql, signal.rc
         ql_ranks, rc_ranks = rank_with_ties(ql) if ql else None, rank_with_ties(rc) if rc else None
         use = {"rrf": [r for r in (ql_ranks, rc_ranks) if r], "ql": [ql_ranks or rc_ranks], "rc": [rc_ranks or ql_ranks]}
-        fused = reciprocal_rank_fusion(*use[config.rank_by])
+        fused = reciprocal_rank_fusion(*use[rank_by])
         ranked = _ranked(pool, ql, rc, rank_with_ties(fused), fused, ql_ranks, rc_ranks)
     positive = ranked[0]
-    others = [c for c in ranked[1:] if c.passage_id != query.passage_id]
-    if config.negative == "last":
-        negative = others[-1]
-    else:
-        negative = random.Random(f"{config.seed}:{query.id}").choice(others)
+    negative = guard.choose(query.id, query.passage_id, ranked, by_id)
+    if negative is None:
+        checkpoint.skip(query.id, "no_safe_negative", "every other candidate failed the false-negative guard")
+        return
     checkpoint.add(
         FRetExample(
             id=query.id,
@@ -212,6 +316,107 @@ def _relabel_one(
             negative_ranks=_ranks(negative),
         )
     )
+
+
+class _NegativeGuard:
+    """Chooses hard negatives that are unlikely to be false negatives, and counts rejections."""
+
+    def __init__(self, config: RelabelConfig, done: Sequence[FRetExample]):
+        self.config = config
+        self.uses: Counter[str] = Counter(e.negative.id for e in done)
+        self.rejections: Counter[str] = Counter()
+        self._ids: list[str] | None = None
+
+    def choose(self, query_id: str, seed_id: str, ranked: list[Candidate], by_id: dict[str, Passage]) -> Candidate | None:
+        """The negative of a query whose candidates are ``ranked`` (best first), or ``None``."""
+        positive = ranked[0]
+        others = [c for c in ranked[1:] if c.passage_id != seed_id]
+        if self.config.negative == "last":
+            order = list(reversed(others))
+        else:  # random, from the lower half of the ranking only
+            order = others[len(others) // 2 :]
+            random.Random(f"{self.config.seed}:{query_id}").shuffle(order)
+        positive_words = set(words(by_id[positive.passage_id].text))
+        capped = []
+        for candidate in order:
+            reason = self._unsafe(candidate, positive, positive_words, by_id)
+            if reason == "negative_cap":
+                capped.append(candidate)
+            if reason:
+                self.rejections[reason] += 1
+                continue
+            self.uses[candidate.passage_id] += 1
+            return candidate
+        fallback = self._random_passage(query_id, {c.passage_id for c in ranked}, by_id)
+        if fallback is not None:
+            return fallback
+        if capped:  # a corpus no larger than the candidate list: the least used safe one, over the cap
+            chosen = min(capped, key=lambda c: self.uses[c.passage_id])
+        elif others:  # ... or the unguarded choice
+            chosen = others[-1] if self.config.negative == "last" or not order else order[0]
+            self.rejections["unguarded_fallback"] += 1
+        else:
+            return None
+        self.uses[chosen.passage_id] += 1
+        return chosen
+
+    def _random_passage(self, query_id: str, excluded: set[str], by_id: dict[str, Passage]) -> Candidate | None:
+        """No candidate is safe: a random passage of the corpus that is not a candidate (an easy
+        negative, as Gecko also uses), counted as ``random_fallback``."""
+        if self._ids is None:
+            self._ids = sorted(by_id)
+        rng = random.Random(f"{self.config.seed}:{query_id}:fallback")
+        for _ in range(20):
+            pid = rng.choice(self._ids)
+            if pid not in excluded:
+                self.rejections["random_fallback"] += 1
+                self.uses[pid] += 1
+                return Candidate(passage_id=pid, retrieval_score=0.0, fused_rank=len(excluded) + 1)  # below every candidate
+        return None
+
+    def _unsafe(self, candidate: Candidate, positive: Candidate, positive_words: set[str], by_id: dict[str, Passage]) -> str:
+        limit = positive.retrieval_score * (1 - self.config.negative_margin)
+        if positive.retrieval_score > 0 and candidate.retrieval_score > limit:
+            return "within_margin"
+        other = set(words(by_id[candidate.passage_id].text))
+        if positive_words and len(positive_words & other) / len(positive_words | other) >= _NEAR_DUPLICATE:
+            return "near_duplicate"
+        cap = self.config.max_negative_uses
+        if cap is not None and self.uses[candidate.passage_id] >= cap:
+            return "negative_cap"
+        return ""
+
+
+_NEAR_DUPLICATE = 0.9  # word-set Jaccard similarity at which a candidate repeats the positive
+
+
+def _concentration(examples: Sequence[FRetExample]) -> dict[str, object]:
+    """How concentrated positives and negatives are: distinct passages, the most uses of one,
+    and the share of examples taken by the top 1% of passages; with a warning when the
+    positives concentrate far beyond what the seeds do."""
+    out: dict[str, object] = {}
+    for role, ids in (
+        ("seeds", [e.seed_passage_id for e in examples]),
+        ("positives", [e.positive.id for e in examples]),
+        ("negatives", [e.negative.id for e in examples]),
+    ):
+        counts = Counter(ids)
+        top = max(1, len(counts) // 100)
+        out[f"{role}_distinct"] = len(counts)
+        out[f"{role}_max_uses"] = max(counts.values(), default=0)
+        out[f"{role}_top1pct_share"] = round(sum(n for _, n in counts.most_common(top)) / max(len(ids), 1), 4)
+    if (
+        examples
+        and out["positives_max_uses"] >= 5
+        and out["positives_top1pct_share"] > 3 * out["seeds_top1pct_share"]
+    ):
+        logger.warning(
+            "relabel: positives concentrate on few passages: %d distinct for %d queries (seeds: %d), one passage is the "
+            "positive of %d queries. A hub like this usually means the teacher's signal is broken; check the teacher "
+            "check in the statistics, or try --rank-by ql or a stronger teacher",
+            out["positives_distinct"], len(examples), out["seeds_distinct"], out["positives_max_uses"],
+        )
+    return out
 
 
 def _ranked(pool, ql, rc, fused_ranks, fused, ql_ranks=None, rc_ranks=None) -> list[Candidate]:

@@ -1,8 +1,10 @@
 """Stage 2: embed queries and passages, and take each query's top-N neighbours with FAISS.
 
-Queries are embedded as ``task: {task} | query: {query}`` and passages as
-``title: {title} | text: {text}`` (see :mod:`gecko_distill.embedder.formatting`), normalised, and
-searched by inner product (cosine). The seed passage is always among a query's candidates: if
+Queries and passages are written in the miner's own input format
+(``RetrieveConfig.input_format="native"``): plain text for a model that was not trained here,
+and the format it was trained in (Gecko's ``task: {task} | query: {query}`` and
+``title: {title} | text: {text}``, see :mod:`gecko_distill.embedder.formatting`) for one that
+was. They are embedded, normalised, and searched by inner product (cosine). The seed passage is always among a query's candidates: if
 the embedder did not retrieve it, it replaces the N-th candidate. Passages whose text repeats
 an earlier one are never candidates.
 
@@ -13,6 +15,7 @@ Embeddings are cached on disk by embedder and text (:mod:`gecko_distill.embedder
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -24,12 +27,13 @@ import numpy as np
 from .._io import StageCheckpoint, StageResult, progress
 from ..config import RetrieveConfig
 from ..embedder.embedding_cache import ENCODE_CHUNK, EmbeddingCache, embedder_identity
-from ..embedder.encoding import _encode, format_documents, format_queries, load_model
+from ..embedder.encoding import _encode, format_documents, format_queries, load_model, model_input_format
+from ..embedder.formatting import QueryFormat
 from ..errors import InputError
 from ..records import Candidate, GeneratedQuery, Passage, RankedCandidates
 from .index import build_index, choose_index, search, tune_and_measure
 
-__all__ = ["retrieve", "embedder_name"]
+__all__ = ["retrieve", "embedder_name", "mining_format"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +42,97 @@ RECALL_WARN_BELOW = 0.9
 that is lower) is reported with a warning."""
 
 
+DEFAULT_EMBEDDER_ID = "default:all-MiniLM-L6-v2"
+_WHOLE_FILE_BYTES = 1 << 20  # files up to this size (configs, tokenizers) enter the identity whole
+_SAMPLE_BLOCKS, _BLOCK_BYTES = 64, 4096  # larger ones (weights): this many evenly spaced blocks
+
+
 def embedder_name(embedder: Any) -> str:
-    """A stable identity of an embedder for manifests (its model path or hub name)."""
-    try:
-        return str(embedder[0].auto_model.config._name_or_path)
-    except (AttributeError, TypeError, IndexError, KeyError):
+    """The identity of an embedder in fingerprints and manifests: it changes whenever the
+    model could embed differently, so a run never reuses candidates mined with another model.
+
+    * ``None``: ``"default:all-MiniLM-L6-v2"``, the packaged offline model.
+    * A model folder (``str`` or :class:`~pathlib.Path`, such as :func:`~gecko_distill.train`
+      returns), or a model name in the local Hugging Face cache: the folder's absolute path
+      and a hash of its files (each config and tokenizer file whole, each weight file by its
+      size and 64 evenly spaced blocks). The model is not loaded.
+    * A loaded model: :func:`~gecko_distill.embedder.embedding_cache.embedder_identity` (its
+      name, settings and a sample of its weights), or its ``embedding_cache_id``. A model that
+      cannot be identified is named by its class, with a warning.
+
+    Raises:
+        InputError: A path or name that is neither a folder nor a model in the local cache,
+            or an object that is not an embedder.
+
+    Example:
+        >>> embedder_name(None)
+        'default:all-MiniLM-L6-v2'
+        >>> from gecko_distill.paths import default_embedder_path
+        >>> embedder_name(default_embedder_path()) == embedder_name(Path(default_embedder_path()))
+        True
+    """
+    if embedder is None:
+        return DEFAULT_EMBEDDER_ID
+    if isinstance(embedder, (str, Path)):
+        folder = _local_model(embedder)
+        if folder is None:
+            raise InputError(
+                f"{embedder}: embedder not found: no such model folder, nor a model of that name in the local "
+                "Hugging Face cache (embedder=, CLI --embedder)"
+            )
+        return _files_identity(folder)
+    if isinstance(embedder, (bytes, bytearray)) or not callable(getattr(embedder, "encode", None)):
+        raise InputError(
+            f"embedder must be a SentenceTransformer, a model folder or None, not {type(embedder).__name__}"
+        )
+    identity = embedder_identity(embedder)
+    if identity is None:
+        logger.warning(
+            "retrieve: cannot identify the embedder %s (give it an `embedding_cache_id`): a rerun with another "
+            "model of this class would reuse these candidates",
+            type(embedder).__name__,
+        )
         return type(embedder).__name__
+    return identity
+
+
+def _local_model(name: str | Path) -> Path | None:
+    """The folder (or file) of a model path, or of a model name in the local Hugging Face cache."""
+    path = Path(name)
+    if path.exists():
+        return path
+    if isinstance(name, Path) or not str(name).strip():
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # pragma: no cover - a dependency of sentence-transformers
+        return None
+    for repo in (str(name), f"sentence-transformers/{name}"):
+        try:
+            return Path(snapshot_download(repo, local_files_only=True))
+        except (OSError, ValueError):  # not in the cache, or not a valid model id
+            continue
+    return None
+
+
+def _files_identity(path: Path) -> str:
+    """``"<absolute path>|<hash>"`` over the files of a model folder (see :func:`embedder_name`)."""
+    root = path.resolve()
+    files = [root] if root.is_file() else sorted(
+        f for f in root.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts)
+    )
+    digest = hashlib.sha256()
+    for file in files:
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(root) if file != root else file.name}:{size}\n".encode())
+        with file.open("rb") as f:
+            if size <= _WHOLE_FILE_BYTES:
+                digest.update(f.read())
+                continue
+            for i in range(_SAMPLE_BLOCKS):
+                f.seek(i * (size - _BLOCK_BYTES) // (_SAMPLE_BLOCKS - 1))
+                digest.update(f.read(_BLOCK_BYTES))
+    return f"{root}|{digest.hexdigest()[:32]}"
 
 
 def retrieve(
@@ -88,7 +177,7 @@ def retrieve(
         >>> passages = [Passage(id="ls", text="list directory contents"), Passage(id="cp", text="copy files"),
         ...             Passage(id="rm", text="remove files or directories")]
         >>> query = GeneratedQuery(id="ls#0", passage_id="ls", task="find the command", query="show files in a folder")
-        >>> result = retrieve([query], passages, config=RetrieveConfig(top_n=2))
+        >>> result = retrieve([query], passages, config=RetrieveConfig(top_n=3))
         >>> [c.passage_id for c in result.records[0].candidates][0], result.stats["index"]
         ('ls', 'Flat')
     """
@@ -113,11 +202,13 @@ def retrieve(
         cache = None
     hits_before, misses_before = (cache.hits, cache.misses) if cache is not None else (0, 0)
 
-    logger.info("retrieve: embedding %d passages and %d queries", len(unique), len(pending))
-    documents = format_documents(unique)
+    input_format = mining_format(embedder if isinstance(embedder, (str, Path)) else model, config)
+    logger.info("retrieve: embedding %d passages and %d queries (%s input)", len(unique), len(pending), input_format)
+    documents = format_documents(unique, input_format)
     encode = _encoder(model, config.batch_size)
     doc_vectors = _embed(documents, encode, cache, model_id, "passages")
-    query_vectors = _embed(format_queries([(q.task, q.query) for q in pending]), encode, cache, model_id, "queries")
+    queries_text = format_queries([(q.task, q.query) for q in pending], query_format=input_format)
+    query_vectors = _embed(queries_text, encode, cache, model_id, "queries")
     cache_stats = {"embedding_cache_hits": 0, "embedding_cache_misses": len(documents) + len(pending)}
     if cache is not None:
         cache_stats["embedding_cache_hits"] = cache.hits - hits_before
@@ -159,6 +250,7 @@ def retrieve(
         "queries": len(queries),
         "passages_indexed": len(unique),
         "top_n": top_n,
+        "input_format": input_format,
         "seed_in_top_n": round(seed_retrieved / max(len(pending), 1), 4),
         "passages_truncated_by_embedder": _count_over_limit(model, documents, max_tokens),
         "index": description,
@@ -168,6 +260,17 @@ def retrieve(
         "wall_time_s": time.perf_counter() - started,
     }
     return checkpoint.finish([q.id for q in queries], stats, config)
+
+
+def mining_format(model: Any, config: RetrieveConfig) -> QueryFormat:
+    """The input format the miner reads: ``config.input_format``, or for ``"native"`` the
+    model's own (:func:`~gecko_distill.embedder.encoding.model_input_format`).
+
+    Example:
+        >>> mining_format(None, RetrieveConfig()), mining_format(None, RetrieveConfig(input_format="gecko"))
+        ('plain', 'gecko')
+    """
+    return model_input_format(model) if config.input_format == "native" else config.input_format
 
 
 def _open_cache(embedding_cache: EmbeddingCache | str | Path | Literal[False] | None) -> EmbeddingCache | None:
