@@ -17,7 +17,7 @@ from .embedder.encoding import encode_documents, encode_queries
 from .embedder.evaluate import EvalConfig, RetrievalReport, evaluate, plot_reports
 from .embedder.formatting import QueryFormat, format_document, format_query
 from .embedder.train import TrainConfig, train
-from .errors import GeckoDistillError, InputError, MissingDependencyError, StaleOutputError
+from .errors import GeckoDistillError, InputError, MissingDependencyError, OutputFolderInUseError, StaleOutputError
 from .fret.generate import generate
 from .fret.pipeline import FRetDataset, build_fret
 from .fret.relabel import relabel
@@ -70,5 +70,6 @@ __all__ = [
     "GeckoDistillError",
     "InputError",
     "StaleOutputError",
+    "OutputFolderInUseError",
     "MissingDependencyError",
 ]

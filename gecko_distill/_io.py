@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from ._version import __version__
-from .errors import GeckoDistillError, InputError, StaleOutputError
+from .errors import GeckoDistillError, InputError, OutputFolderInUseError, StaleOutputError
 from .records import Record, Skip
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "progress_enabled",
     "StageCheckpoint",
     "StageResult",
-    "OutputFolderInUseError",
     "lock_output_folder",
     "filesystem_errors",
     "RETRIED_SKIP_REASONS",
@@ -163,10 +162,6 @@ PERMANENT_LLM_ERRORS = frozenset({"safety_blocked"})
 
 _STAGE_FILES = ("records.jsonl", "skips.jsonl", "manifest.json")
 LOCK_FILE = ".lock"
-
-
-class OutputFolderInUseError(GeckoDistillError):
-    """Another run is using the output folder (it holds the folder's lock)."""
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["GeckoDistillError", "InputError", "StaleOutputError", "MissingDependencyError"]
+__all__ = ["GeckoDistillError", "InputError", "StaleOutputError", "OutputFolderInUseError", "MissingDependencyError"]
 
 
 class GeckoDistillError(Exception):
@@ -15,6 +15,10 @@ class InputError(GeckoDistillError, ValueError):
 
 class StaleOutputError(GeckoDistillError):
     """An output folder holds a stage written with another config or input."""
+
+
+class OutputFolderInUseError(GeckoDistillError):
+    """Another run is using the output folder (it holds the folder's lock)."""
 
 
 class MissingDependencyError(GeckoDistillError, ImportError):

@@ -48,8 +48,6 @@ def build_fret_from_args(args: argparse.Namespace, out: str | Path) -> FRetDatas
     from ..report import summary_table
 
     config = fret_config(args)  # invalid options fail before the corpus or the teacher is loaded
-    if args.prices:
-        os.environ["GECKO_DISTILL_PRICES"] = args.prices  # read by build_fret's cost estimate
     corpus = load_passages(args.corpus, limit=args.limit)
     api = {
         "base_url": args.llm_base_url,
@@ -60,14 +58,23 @@ def build_fret_from_args(args: argparse.Namespace, out: str | Path) -> FRetDatas
     }
     llm = None if args.llm == DEFAULT_LLM and not any(api.values()) else get_llm(args.llm, **api)
     scorer = get_llm(args.scorer) if args.scorer else None
-    fret = build_fret(
-        corpus.records,
-        llm=llm,
-        embedder=args.embedder,
-        config=config,
-        output_dir=out,
-        overwrite=args.overwrite,
-        scorer=scorer,
-    )
+    previous = os.environ.get("GECKO_DISTILL_PRICES")
+    if args.prices:
+        os.environ["GECKO_DISTILL_PRICES"] = args.prices  # read by build_fret's cost estimate
+    try:
+        fret = build_fret(
+            corpus.records,
+            llm=llm,
+            embedder=args.embedder,
+            config=config,
+            output_dir=out,
+            overwrite=args.overwrite,
+            scorer=scorer,
+        )
+    finally:  # the option applies to this run only, not to later calls in the same process
+        if previous is None:
+            os.environ.pop("GECKO_DISTILL_PRICES", None)
+        else:
+            os.environ["GECKO_DISTILL_PRICES"] = previous
     print(summary_table({**fret.stats, "corpus": corpus.stats}))
     return fret

@@ -33,6 +33,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from heapq import heappop, heappush
 
 import numpy as np
 
@@ -222,8 +223,6 @@ def overlapping_chunks(items: Sequence[RankedCandidates], size: int) -> Iterator
         >>> [[i.query.id for i in chunk] for chunk in overlapping_chunks(items, 2)]
         [['1', '3'], ['2']]
     """
-    from heapq import heappop, heappush
-
     # Per passage, the queries that list it, the earliest on top; taken ones are dropped lazily.
     stacks: dict[str, list[int]] = defaultdict(list)
     for i in range(len(items) - 1, -1, -1):
