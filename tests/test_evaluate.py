@@ -238,4 +238,4 @@ def test_cli_eval_errors_are_one_line(beir: Path, capsys: pytest.CaptureFixture)
     assert err[-1].startswith("gecko-distill: error: ") and "qrels file not found" in err[-1]
     assert not any("Traceback" in line for line in err)
     assert main(["eval", "default", str(beir), "--batch-size", "0"]) == 2
-    assert "invalid option: batch_size" in capsys.readouterr().err
+    assert "invalid option: --batch-size 0" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from gecko_distill.records import FRetExample, Passage
 
 TASK = "Given the opening words of a Python reference section, retrieve the section"
 MANIFEST = {"teacher": "hand-written", "config_hash": "abc123def4567890ffff", "counts": {"examples": 12}}
-TINY = TrainConfig(max_steps=3, batch_size=4, max_seq_length=64, logging_steps=1, eval_steps=2)
+TINY = TrainConfig(max_steps=3, batch_size=4, max_seq_length=64, logging_steps=1, eval_steps=2, query_format="gecko")
 
 
 def _query(passage: Passage) -> str:
@@ -207,7 +207,8 @@ def test_query_format_comes_from_the_config_or_the_manifest() -> None:
     assert TrainConfig().query_format is None
     assert resolve_query_format(TrainConfig(), {"query_format": "e5"}).query_format == "e5"
     assert resolve_query_format(TrainConfig(query_format="gecko"), {"query_format": "e5"}).query_format == "gecko"
-    assert resolve_query_format(TrainConfig(), MANIFEST).query_format == "gecko"
+    assert resolve_query_format(TrainConfig(), MANIFEST).query_format == "plain"  # the base model's own format
+    assert resolve_query_format(TrainConfig(), MANIFEST, "gecko").query_format == "gecko"
     with pytest.raises(InputError, match="the data manifest names query_format 'raw'"):
         resolve_query_format(TrainConfig(), {"query_format": "raw"})
     with pytest.raises(ValueError, match="query_format"):

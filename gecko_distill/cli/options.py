@@ -60,6 +60,8 @@ def _option_names(*fields: str, **renamed: str) -> dict[str, str]:
     return {**{field: "--" + field.replace("_", "-") for field in fields}, **renamed}
 
 
+#: The command-line option of each config field that ``eval`` sets.
+EVAL_OPTIONS = _option_names("batch_size", "split", "task", input_format="--format")
 #: The command-line option of each config field that ``fret_arguments`` sets.
 FRET_OPTIONS = _option_names("queries_per_passage", "temperature", "top_n", "rank_by", "scoring", "negative")
 #: The command-line option of each config field that ``training_arguments`` (and ``train``) set.

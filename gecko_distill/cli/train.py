@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from ..embedder.formatting import QUERY_FORMATS
-from .options import config_or_input_error, train_config, training_arguments
+from .options import EVAL_OPTIONS, config_or_input_error, train_config, training_arguments
 
 __all__ = ["register"]
 
@@ -106,7 +106,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     )
 
     config = config_or_input_error(
-        EvalConfig, input_format=args.input_format, task=args.task or DEFAULT_TASK, split=args.split, batch_size=args.batch_size
+        EvalConfig, EVAL_OPTIONS,
+        input_format=args.input_format, task=args.task or DEFAULT_TASK, split=args.split, batch_size=args.batch_size,
     )
     model = None if args.model == _DEFAULT_MODEL else args.model
     report = evaluate(model, args.beir_dir, dims=args.dims, config=config, label=args.label)

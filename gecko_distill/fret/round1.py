@@ -22,38 +22,14 @@ from typing import Any
 
 from .._io import fingerprint
 from ..config import Round1Config
-from ..records import FRetExample, GeneratedQuery, Passage
+from ..embedder.pretrain import pair_examples as round1_examples  # (query, seed) pairs as FRet examples
+from ..records import GeneratedQuery, Passage
 
 __all__ = ["round1_examples", "train_miner"]
 
 logger = logging.getLogger(__name__)
 
 _DONE = "round1.done"
-
-
-def round1_examples(queries: Sequence[GeneratedQuery], passages: Sequence[Passage]) -> list[FRetExample]:
-    """(query, seed) pairs as FRet examples: the seed is the positive, and the negative is the
-    next query's seed (in-batch negatives do the real work).
-
-    Example:
-        >>> ps = [Passage(id="a", text="ls lists files"), Passage(id="b", text="cp copies files")]
-        >>> qs = [GeneratedQuery(id="a#0", passage_id="a", task="find it", query="list files"),
-        ...       GeneratedQuery(id="b#0", passage_id="b", task="find it", query="copy files")]
-        >>> [(e.query, e.positive.id, e.negative.id) for e in round1_examples(qs, ps)]
-        [('list files', 'a', 'b'), ('copy files', 'b', 'a')]
-    """
-    by_id = {p.id: p for p in passages}
-    usable = [q for q in queries if q.passage_id in by_id]
-    examples = []
-    for i, q in enumerate(usable):
-        other = usable[(i + 1) % len(usable)]
-        examples.append(
-            FRetExample(
-                id=q.id, task=q.task, query=q.query, positive=by_id[q.passage_id], negative=by_id[other.passage_id],
-                seed_passage_id=q.passage_id, positive_is_seed=True, positive_ranks={}, negative_ranks={},
-            )
-        )
-    return examples
 
 
 def train_miner(
