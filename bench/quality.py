@@ -81,12 +81,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dims", type=int, nargs="+", default=None, help="dims to evaluate (default: 384 256 128 64)")
     p.add_argument("--task", default=MANPAGES_TASK, help="task description of Gecko-format test queries")
     p.add_argument("--seed", type=int, default=0, help="seeds the passage sample")
+    p.add_argument("--sample", choices=["random", "first"], default="random",
+                   help="which passages: a seeded random sample, or the first N (as build-fret --limit N)")
     p.add_argument("--relabel-batch", type=int, default=RelabelConfig().batch_size,
                    help="queries relabelled per backend call (bigger: more shared passages read once)")
     return p.parse_args()
 
 
-def sample_passages(beir: Path, n: int, seed: int) -> list:
+def sample_passages(beir: Path, n: int, seed: int, how: str = "random") -> list:
+    if how == "first" and n > 0:
+        return load_passages(beir / "corpus.jsonl", limit=n).records
     passages = load_passages(beir / "corpus.jsonl").records
     if 0 < n < len(passages):
         passages = sorted(random.Random(seed).sample(passages, n), key=lambda p: p.id)
@@ -160,7 +164,7 @@ def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
-    passages = sample_passages(args.beir, args.passages, args.seed)
+    passages = sample_passages(args.beir, args.passages, args.seed, args.sample)
     print(f"{len(passages)} seed passages from {args.beir / 'corpus.jsonl'}; variants {args.variants}")
 
     embedder = load_model()

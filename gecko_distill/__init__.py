@@ -16,6 +16,7 @@ from .e5.synth import generate_triplets
 from .embedder.encoding import encode_documents, encode_queries
 from .embedder.evaluate import EvalConfig, RetrievalReport, evaluate, plot_reports
 from .embedder.formatting import QueryFormat, format_document, format_query
+from .embedder.pretrain import PretrainConfig, pretrain
 from .embedder.train import TrainConfig, train
 from .errors import GeckoDistillError, InputError, MissingDependencyError, OutputFolderInUseError, StaleOutputError
 from .fret.generate import generate
@@ -35,6 +36,7 @@ __all__ = [
     "retrieve",
     "relabel",
     "generate_triplets",
+    "pretrain",
     "train",
     "evaluate",
     "plot_reports",
@@ -49,6 +51,7 @@ __all__ = [
     "Round1Config",
     "RelabelConfig",
     "SynthConfig",
+    "PretrainConfig",
     "TrainConfig",
     "EvalConfig",
     # records

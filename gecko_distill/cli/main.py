@@ -28,12 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     from . import (  # their heavy imports happen inside the commands
         build_fret,
+        pretrain,
         run,
         synth,
         train,
     )
 
-    for module in (build_fret, train, run, synth):
+    for module in (build_fret, pretrain, train, run, synth):
         module.register(subparsers)
     return parser
 

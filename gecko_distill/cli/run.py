@@ -3,9 +3,13 @@
 ``gecko-distill run CORPUS --out DIR --eval BEIR_DIR`` chains the other commands:
 
 * ``DIR/fret``: ``build-fret`` (resumed if interrupted; no LLM call is repeated);
-* ``DIR/model``: ``train`` (skipped when the folder already holds a model trained from this
-  FRet folder with the same settings; a model trained otherwise is replaced only with
-  ``--overwrite``);
+* ``DIR/pretrained``: ``pretrain`` on the corpus's (title, passage) pairs, when it has enough
+  titled passages (``PretrainConfig.min_pairs``) and ``--no-pretrain`` is not given; reused on a
+  rerun;
+* ``DIR/model``: ``train``, from the pre-finetuned model when there is one, with the self-check
+  still comparing against the user's base model (skipped when the folder already holds a model
+  trained from this FRet folder and pre-finetuned model with the same settings; a model trained
+  otherwise is replaced only with ``--overwrite``);
 * ``DIR/reports/{base,distilled}.json`` and ``DIR/quality.png``: ``eval`` of the base model
   (plain input, its native format) and of the distilled model (the format it was trained in),
   at each Matryoshka dimension, on the same axes.
@@ -17,6 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..embedder.pretrain import PRETRAIN_RECORD
 from .build_fret import build_fret_from_args
 from .options import (
     config_or_input_error,
@@ -25,6 +30,7 @@ from .options import (
     train_config,
     training_arguments,
 )
+from .pretrain import PRETRAIN_OPTIONS
 from .train import self_check_line
 
 __all__ = ["register"]
@@ -55,8 +61,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluation.add_argument("--task", default=None, help="task description of the evaluation queries (distilled model)")
     evaluation.add_argument("--split", default="test", help="qrels split of --eval")
     fret_arguments(p.add_argument_group("FRet (as in build-fret)"))
-    training_arguments(p.add_argument_group("training (as in train)"))
+    training = p.add_argument_group("training (as in train)")
+    training_arguments(training)
+    training.add_argument("--no-pretrain", action="store_true",
+                          help="do not pre-finetune on the corpus's (title, passage) pairs before training on FRet")
     p.set_defaults(func=_run)
+
+
+def _pretrain_config(args: argparse.Namespace):
+    """The pre-finetuning settings of ``run``: the defaults, with the batch size, sequence length and
+    seed of the training options."""
+    from ..embedder.pretrain import PretrainConfig
+
+    settings = {"batch_size": args.batch_size, "seed": args.seed}
+    if args.max_seq_length is not None:
+        settings["max_seq_length"] = args.max_seq_length
+    return config_or_input_error(PretrainConfig, PRETRAIN_OPTIONS, **settings)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -74,16 +94,23 @@ def _run(args: argparse.Namespace) -> int:
     fret_dir, model_dir = out / "fret", out / "model"
     fret_config(args)  # invalid options fail before anything is loaded
     config = train_config(args)
+    pretrain_config = None if args.no_pretrain else _pretrain_config(args)
     eval_config = config_or_input_error(EvalConfig, task=args.task or DEFAULT_TASK, split=args.split)
     if args.eval:
         load_beir(args.eval, eval_config.split)  # a broken BEIR folder fails before any LLM call
 
     fret = build_fret_from_args(args, fret_dir)
     print(f"FRet: {len(fret)} examples in {fret_dir}")
-    if trained_from(model_dir, fret_dir, config=config, base_model=args.base_model):
+    base_model, reference_model, record = _pretrain(args, pretrain_config, out / "pretrained")
+    if trained_from(model_dir, fret_dir, config=config, base_model=base_model) and _pretrain_copy(model_dir) == record:
         print(f"model: {model_dir} was already trained from this FRet folder with these settings; reusing it")
     else:
-        train(fret_dir, base_model=args.base_model, output_dir=model_dir, config=config, overwrite=args.overwrite)
+        train(
+            fret_dir, base_model=base_model, output_dir=model_dir, config=config, overwrite=args.overwrite,
+            reference_model=reference_model,
+        )
+        if record is not None:  # which pre-finetuned model this one started from (a rerun checks it)
+            (model_dir / PRETRAIN_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         print(f"model: saved to {model_dir}")
     print(self_check_line(model_dir))
     if not args.eval:
@@ -103,3 +130,43 @@ def _run(args: argparse.Namespace) -> int:
     print(markdown_table(reports))
     print(f"wrote {out / 'reports'} and {plot_reports(reports, out / 'quality.png')}")
     return 0
+
+
+def _pretrain(args: argparse.Namespace, config, folder: Path) -> tuple[object, object, dict | None]:
+    """Pre-finetune into ``folder`` when asked and worth it; print one line saying what happened.
+
+    Returns:
+        The model to train on FRet from, the self-check's reference model (``None``: that
+        model), and the pre-finetuned model's ``pretrain.json`` (``None`` when there is none).
+    """
+    from ..corpus import load_passages
+    from ..embedder.pretrain import pretrain, pretrain_record, skip_reason, title_pairs
+    from ..paths import default_embedder_path
+
+    if config is None:
+        print("pretraining: off (--no-pretrain)")
+        return args.base_model, None, None
+    passages = load_passages(args.corpus, limit=args.limit).records
+    reason = skip_reason(title_pairs(passages)[1], config)
+    if reason:  # a small or untitled corpus: normal, so one printed line rather than pretrain's warning
+        print(f"pretraining: skipped ({reason}); training from the base model")
+        return args.base_model, None, None
+    before = pretrain_record(folder)
+    path = pretrain(passages, base_model=args.base_model, output_dir=folder, config=config, overwrite=args.overwrite)
+    assert path is not None  # the same passages and config as skip_reason's
+    record = pretrain_record(path)
+    reused = before is not None and before.get("identity") == record.get("identity")
+    print(
+        f"pretraining: on {record['pairs']['title']} (title, passage) pairs of the corpus, "
+        f"{'reused from' if reused else 'saved to'} {path}"
+    )
+    reference = args.base_model if args.base_model is not None else default_embedder_path()
+    return str(path), reference, record
+
+
+def _pretrain_copy(model_dir: Path) -> dict | None:
+    """The ``pretrain.json`` copied into a trained model's folder, if any."""
+    try:
+        return json.loads((model_dir / PRETRAIN_RECORD).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None

@@ -13,8 +13,9 @@ Gecko pre-finetunes its embedder on pairs mined without an LLM before the FRet s
 
 Training is :func:`gecko_distill.embedder.train.train` with in-batch negatives only
 (``MultipleNegativesRankingLoss`` under ``MatryoshkaLoss``, query-to-document; each title pair's
-``negative`` is simply the next pair's passage, one more in-batch negative), in the plain input
-format by default (a short stage cannot teach a new format), and without the self-check (its
+``negative`` is simply the next pair's passage, one more in-batch negative), in the base model's
+own input format by default (plain text for a model not trained here: a short stage cannot teach
+a new format), and without the self-check (its
 held-out slice would be titles too: the FRet stage's self-check compares against the original
 base model instead, see ``train(..., reference_model=...)``).
 
@@ -77,12 +78,13 @@ class PretrainConfig(BaseModel):
         batch_size: Pairs per batch; every other passage of the batch is a negative.
         learning_rate: Peak AdamW learning rate.
         max_seq_length: Token limit of the model's input (``None``: the model's own).
-        min_pairs: The fewest title-passage pairs that make the stage worth running (and at
-            least two batches of them are needed); with fewer, :func:`pretrain` skips the stage
-            and says why.
+        min_pairs: The fewest title-passage pairs that make the stage worth running (two
+            batches of them, and one batch of distinct titles, are needed too); with fewer,
+            :func:`pretrain` skips the stage and says why (see :func:`skip_reason`).
         seed: Seeds shuffling and initialisation.
-        query_format: Input format of the pairs; ``"plain"`` (the query alone, the document as
-            its text) by default, since a short stage cannot teach a new format.
+        query_format: Input format of the pairs; ``None``: the base model's own format, which is
+            ``"plain"`` (the query alone, the document as its text) for any model not trained
+            here, since a short stage cannot teach a new format.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -93,13 +95,23 @@ class PretrainConfig(BaseModel):
     max_seq_length: int | None = Field(default=256, ge=8)
     min_pairs: int = Field(default=64, ge=1)
     seed: int = 42
-    query_format: QueryFormat = "plain"
+    query_format: QueryFormat | None = None
 
 
-def pair_examples(queries: Sequence[GeneratedQuery], passages: Sequence[Passage]) -> list[FRetExample]:
+def pair_examples(queries: Sequence[GeneratedQuery], passages: Sequence[Passage], *, spread: bool = False) -> list[FRetExample]:
     """(query, passage) pairs as FRet examples: the query's passage is the positive, and the
-    negative is the next query's passage (in-batch negatives do the real work). Queries whose
+    negative is another pair's passage (in-batch negatives do the real work). Queries whose
     passage is not in ``passages`` are left out.
+
+    Args:
+        queries: The queries; ``passage_id`` names each one's passage.
+        passages: The passages.
+        spread: ``False``: the negative is the next pair's passage. ``True``: pairs are matched
+            two by two, each taking the passage of the pair half the list away (with an odd
+            number, the last one takes the first's). The batch sampler never puts a passage in
+            a batch twice, so an example cannot share a batch with the one whose passage is its
+            negative: with a matching, half of the pairs always fit in one batch, whereas
+            "next" negatives chain every pair to two others.
 
     Example:
         >>> ps = [Passage(id="a", text="ls lists files"), Passage(id="b", text="cp copies files")]
@@ -107,12 +119,24 @@ def pair_examples(queries: Sequence[GeneratedQuery], passages: Sequence[Passage]
         ...       GeneratedQuery(id="b#0", passage_id="b", task="find it", query="copy files")]
         >>> [(e.query, e.positive.id, e.negative.id) for e in pair_examples(qs, ps)]
         [('list files', 'a', 'b'), ('copy files', 'b', 'a')]
+        >>> ps = [Passage(id=str(i), text=f"passage {i}") for i in range(5)]
+        >>> qs = [GeneratedQuery(id=f"q{i}", passage_id=str(i), task="t", query=f"query {i}") for i in range(5)]
+        >>> [e.negative.id for e in pair_examples(qs, ps, spread=True)]
+        ['2', '3', '0', '1', '0']
     """
     by_id = {p.id: p for p in passages}
     usable = [q for q in queries if q.passage_id in by_id]
+    n = len(usable)
+    matched = n - n % 2  # the largest even count: a perfect matching over it
+
+    def partner(i: int) -> int:
+        if not spread:
+            return (i + 1) % n
+        return (i + matched // 2) % matched if i < matched else 0
+
     examples = []
     for i, q in enumerate(usable):
-        other = usable[(i + 1) % len(usable)]
+        other = usable[partner(i)]
         examples.append(
             FRetExample(
                 id=q.id, task=q.task, query=q.query, positive=by_id[q.passage_id], negative=by_id[other.passage_id],
@@ -125,12 +149,13 @@ def pair_examples(queries: Sequence[GeneratedQuery], passages: Sequence[Passage]
 def title_pairs(passages: Iterable[Passage]) -> tuple[list[FRetExample], dict[str, int]]:
     """The (title, passage) pairs of the passages that have a title, as FRet examples.
 
-    The document is the passage's text without its title. Passages without a title, passages
-    whose text is only their title, and repeated (title, text) pairs (compared without case and
-    runs of whitespace) are left out and counted.
+    The document is the passage's text without its title; each pair's negative is the passage
+    of the pair half the list away (see :func:`pair_examples`). Passages without a title,
+    passages whose text is only their title, and repeated (title, text) pairs (compared without
+    case and runs of whitespace) are left out and counted.
 
     Returns:
-        The examples (see :func:`pair_examples`) and counts: ``passages``, ``pairs``,
+        The examples and counts: ``passages``, ``pairs``, ``titles`` (distinct),
         ``untitled``, ``title_is_text``, ``duplicate_pairs``.
 
     Example:
@@ -139,7 +164,7 @@ def title_pairs(passages: Iterable[Passage]) -> tuple[list[FRetExample], dict[st
         >>> [(e.query, e.positive.text, e.positive.title) for e in examples], counts["untitled"]
         ([('ls', 'List directory contents.', ''), ('cp', 'Copy files.', '')], 1)
     """
-    counts = {"passages": 0, "pairs": 0, "untitled": 0, "title_is_text": 0, "duplicate_pairs": 0}
+    counts = {"passages": 0, "pairs": 0, "titles": 0, "untitled": 0, "title_is_text": 0, "duplicate_pairs": 0}
     queries, bodies, seen = [], [], set()
     for p in passages:
         counts["passages"] += 1
@@ -157,7 +182,8 @@ def title_pairs(passages: Iterable[Passage]) -> tuple[list[FRetExample], dict[st
         queries.append(GeneratedQuery(id=f"{p.id}#title", passage_id=p.id, task=TITLE_TASK, query=p.title.strip()))
         bodies.append(Passage(id=p.id, text=p.text))
     counts["pairs"] = len(queries)
-    return pair_examples(queries, bodies), counts
+    counts["titles"] = len({title for title, _ in seen})
+    return pair_examples(queries, bodies, spread=True), counts
 
 
 def load_qa_pairs(source: QAPairs) -> tuple[list[dict[str, Any]], int]:
@@ -260,9 +286,8 @@ def pretrain(
             settings) or anything else.
 
     Returns:
-        ``output_dir``, or ``None`` when there are too few title pairs to be worth a stage (fewer
-        than ``config.min_pairs``, or than two batches); the reason is logged and nothing is
-        written.
+        ``output_dir``, or ``None`` when there are too few title pairs to be worth a stage (see
+        :func:`skip_reason`); the reason is logged and nothing is written.
 
     Raises:
         InputError: Bad passages, QA rows or base model; fewer QA pairs than one batch; or a
@@ -337,10 +362,11 @@ def pretrain(
 def skip_reason(counts: Mapping[str, int], config: PretrainConfig) -> str:
     """Why the stage is not worth running on pairs with these :func:`title_pairs` counts, or ``""``.
 
-    It needs at least ``config.min_pairs`` title-passage pairs, and two batches of them.
+    It needs at least ``config.min_pairs`` title-passage pairs, two batches of them, and one
+    batch of distinct titles (a batch never holds the same text twice).
 
     Example:
-        >>> skip_reason({"passages": 10, "untitled": 7, "pairs": 3}, PretrainConfig())
+        >>> skip_reason({"passages": 10, "untitled": 7, "pairs": 3, "titles": 3}, PretrainConfig())
         'only 3 title-passage pairs (3 of 10 passages have a title), fewer than min_pairs=64'
     """
     titled = counts["passages"] - counts["untitled"]
@@ -349,6 +375,8 @@ def skip_reason(counts: Mapping[str, int], config: PretrainConfig) -> str:
         return f"{have}, fewer than min_pairs={config.min_pairs}"
     if counts["pairs"] < 2 * config.batch_size:
         return f"{have}, fewer than two batches of batch_size={config.batch_size}"
+    if counts["titles"] < config.batch_size:
+        return f"only {counts['titles']} distinct titles, fewer than one batch of batch_size={config.batch_size}"
     return ""
 
 

@@ -286,6 +286,7 @@ def train(
     extra_datasets: Mapping[str, ExtraData] | None = None,
     evaluator: Any = None,
     overwrite: bool = False,
+    reference_model: Any = None,
 ) -> Path:
     """Fine-tune an embedder on FRet with a Matryoshka contrastive loss and save it.
 
@@ -302,6 +303,13 @@ def train(
             :func:`gecko_distill.embedder.evaluate.beir_evaluator`), or a BEIR folder, which is
             evaluated in the input format trained in.
         overwrite: Replace a non-empty ``output_dir`` instead of refusing it.
+        reference_model: The model the self-check compares against, blends with and falls back
+            to (a ``SentenceTransformer`` or a model folder of the same architecture as
+            ``base_model``); ``None`` means ``base_model``. Give the model the user started
+            from when ``base_model`` is an intermediate one (such as a pre-finetuned model, see
+            :func:`gecko_distill.embedder.pretrain.pretrain`); the offline default is
+            :func:`gecko_distill.paths.default_embedder_path`. It is loaded only when the
+            self-check runs.
 
     Returns:
         ``output_dir``. ``SentenceTransformer(output_dir, truncate_dim=d)`` loads the model; its
@@ -310,7 +318,8 @@ def train(
     Raises:
         InputError: Missing or empty FRet data, a bad extra dataset or mix ratio, a
             Matryoshka dimension larger than the model's, an unknown ``query_format`` in the
-            manifest, or a non-empty ``output_dir``.
+            manifest, a non-empty ``output_dir``, or a ``reference_model`` whose weights do not
+            match ``base_model``'s.
 
     Example:
         >>> from gecko_distill.embedder.train import TrainConfig, train
@@ -325,7 +334,9 @@ def train(
     fret, manifest = load_fret(examples) if isinstance(examples, (str, Path)) else (list(examples), {})
     config = resolve_query_format(config or TrainConfig(), manifest, model_input_format(base_model))
     model = load_model(base_model)
-    base_format = model_input_format(base_model if isinstance(base_model, (str, Path)) else model)
+    base_format = model_input_format(
+        reference_model if reference_model is not None else base_model if isinstance(base_model, (str, Path)) else model
+    )
     if config.max_seq_length:
         model.max_seq_length = config.max_seq_length
     full_dim = embedding_dimension(model)
@@ -335,7 +346,7 @@ def train(
 
         evaluator = beir_evaluator(evaluator, config=EvalConfig(input_format=config.query_format), name=Path(evaluator).name)
     trained_on, held_out = holdout_split(fret, config.self_check)
-    base_weights = _weights(model) if held_out else None
+    base_weights = _reference_weights(model, reference_model) if held_out else None
     sets = _training_sets(trained_on, extra_datasets or {}, config)
     logger.info(
         "train: %s, matryoshka dims %s, %s input format",
@@ -361,6 +372,24 @@ def train(
 
 def _weights(model: Any) -> dict[str, Any]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _reference_weights(model: Any, reference_model: Any) -> dict[str, Any]:
+    """The weights the self-check compares against: ``model``'s own (before training), or those
+    of ``reference_model``, which must have the same parameters."""
+    loaded = model if reference_model is None else load_model(reference_model)
+    if loaded is model:  # the model about to be trained: copy its weights now
+        return _weights(model)
+    reference = {k: v.detach() for k, v in loaded.state_dict().items()}  # a model that is not trained: no copy
+    own = model.state_dict()
+    mismatched = sorted(set(own) ^ set(reference)) or [k for k in own if own[k].shape != reference[k].shape]
+    if mismatched:
+        raise InputError(
+            f"reference_model {_base_label(reference_model)!r} does not have the architecture of the base model "
+            f"{_base_label(model)!r} (parameters differ, e.g. {mismatched[0]!r}); the self-check can only compare "
+            "and blend models of the same architecture"
+        )
+    return reference
 
 
 def _blend(model: Any, tuned: dict[str, Any], base: dict[str, Any], alpha: float) -> None:

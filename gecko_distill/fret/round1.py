@@ -4,7 +4,7 @@ Gecko mines its candidates with "an embedding model trained on (query, seed pass
 rather than with the raw base model: the seed is relevant to the query it was written from, so a
 short round of in-batch-negative training on these pairs teaches the miner the corpus and the
 query style, and the candidates the teacher then ranks are better. :func:`train_miner` runs that
-round with the library's own trainer (one Matryoshka-free epoch at the full dimension), and the
+round with the library's own trainer (one epoch, in-batch negatives, plain input), and the
 ``retrieve`` stage mines with the result.
 
 The round-1 model is saved in ``<output_dir>/round1``; its identity (a fingerprint of the
@@ -56,7 +56,7 @@ def train_miner(
     from ..embedder.selfcheck import SelfCheckConfig
     from ..embedder.train import TrainConfig, train
 
-    examples = round1_examples(queries, passages)
+    examples = round1_examples(queries, passages, spread=True)  # negatives never share a batch with their pair
     stats: dict[str, Any] = {"pairs": len(examples), "identity": identity[:16]}
     if len({e.positive.id for e in examples}) < 2 * config.batch_size:
         stats["skipped"] = f"too few distinct seeds ({len(examples)}) for batches of {config.batch_size}"
@@ -90,4 +90,4 @@ def train_miner(
 
 def round1_identity(queries: Sequence[GeneratedQuery], embedder_id: str, config: Round1Config) -> str:
     """What the round-1 miner depends on: the queries, the base embedder and the settings."""
-    return fingerprint("round1", [(q.id, q.passage_id, q.task, q.query) for q in queries], embedder_id, config)
+    return fingerprint("round1", "spread-negatives", [(q.id, q.passage_id, q.task, q.query) for q in queries], embedder_id, config)
