@@ -198,7 +198,7 @@ def _teacher_check(
             if signal.ql is not None:
                 found["ql"] = signal.ql
             samples.append((found, seed))
-    check = check_signals(samples, config.min_signal_z)
+    check = check_signals(samples, config.min_signal_z, config.min_relative_strength)
     level = logging.WARNING if check.rank_by == "seed" else logging.INFO
     logger.log(level, "relabel: %s; ranking by %s: %s", check.summary(), check.rank_by, check.reason)
     return check, scorer.usage.as_dict()

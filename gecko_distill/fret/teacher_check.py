@@ -8,8 +8,9 @@ likelihood ``ql``, relevance classification ``rc``, their fusion ``rrf``, and th
 own ``retrieval`` score) is scored by how often it ranks the seed first, against chance.
 
 ``RelabelConfig(rank_by="auto")`` (the default) then fuses only the LLM signals that beat
-chance clearly (a one-sided z-score of at least ``RelabelConfig.min_signal_z``), and keeps the
-seed as the positive when none does. Which signals were used, and why, is logged and written to
+chance clearly (a one-sided z-score of at least ``RelabelConfig.min_signal_z``) and by a margin
+comparable to the best one's (``min_relative_strength``), and keeps the seed as the positive
+when none does. Which signals were used, and why, is logged and written to
 the stage statistics.
 """
 
@@ -77,13 +78,21 @@ def seed_top1(scores: Sequence[float], seed_index: int) -> float:
     return 1.0 / sum(s == top for s in scores)
 
 
-def check_signals(samples: Sequence[tuple[Mapping[str, Sequence[float]], int]], min_z: float) -> TeacherCheck:
+def check_signals(
+    samples: Sequence[tuple[Mapping[str, Sequence[float]], int]], min_z: float, min_relative: float = 0.5
+) -> TeacherCheck:
     """Score each signal on the samples and choose how to rank.
+
+    A signal is used when it beats chance clearly (``z >= min_z``) and carries at least
+    ``min_relative`` of the best LLM signal's lift over chance: fusing a much weaker signal
+    by reciprocal rank dilutes the stronger one.
 
     Args:
         samples: Per query, its signals (``{"ql": [...], "rc": [...], "retrieval": [...]}``,
             one score per candidate; a missing signal is left out) and the seed's index.
         min_z: The z-score an LLM signal needs to be used.
+        min_relative: The share of the best LLM signal's lift over chance that another
+            signal needs to be fused with it.
 
     Returns:
         The check, with ``rank_by`` one of ``"rrf"``, ``"ql"``, ``"rc"`` or ``"seed"``.
@@ -93,6 +102,11 @@ def check_signals(samples: Sequence[tuple[Mapping[str, Sequence[float]], int]], 
         >>> check = check_signals(good, min_z=2.5)
         >>> check.rank_by, round(check.signals["ql"].seed_top1, 2), round(check.signals["rc"].seed_top1, 2)
         ('ql', 1.0, 0.0)
+        >>> weak_rc = [({"ql": [0.9, 0.1, 0.2, 0.3], "rc": [0.9, 0.1, 0.2, 0.3] if i % 3 == 0 else [0.1, 0.9, 0.2, 0.3]}, 0)
+        ...            for i in range(90)]
+        >>> check_signals(weak_rc, min_z=2.5).rank_by  # rc beats chance, but far less than ql
+        'ql'
+
     """
     names = sorted({name for signals, _ in samples for name in signals})
     checks = {}
@@ -108,13 +122,20 @@ def check_signals(samples: Sequence[tuple[Mapping[str, Sequence[float]], int]], 
             chance=round(sum(chance) / len(rows), 4),
             z=round((hits - sum(chance)) / spread, 2),
         )
-    useful = [name for name in LLM_SIGNALS if name in checks and checks[name].z >= min_z]
+    significant = [name for name in LLM_SIGNALS if name in checks and checks[name].z >= min_z]
+    lift = {name: checks[name].seed_top1 - checks[name].chance for name in significant}
+    best = max(lift.values(), default=0.0)
+    useful = [name for name in significant if lift[name] >= min_relative * best]
     if len(useful) == 2:
-        rank_by, reason = "rrf", f"both ql and rc beat chance (z >= {min_z:g})"
+        rank_by, reason = "rrf", f"both ql and rc beat chance (z >= {min_z:g}) by comparable margins"
     elif useful:
-        dropped = [n for n in LLM_SIGNALS if n in checks and n not in useful]
         rank_by = useful[0]
-        reason = f"{rank_by} beats chance (z >= {min_z:g})" + (f"; {', '.join(dropped)} does not and is dropped" if dropped else "")
+        dropped = [
+            f"{n} is too weak beside it ({checks[n].seed_top1:.2f} against {checks[rank_by].seed_top1:.2f})" if n in significant
+            else f"{n} does not beat chance"
+            for n in LLM_SIGNALS if n in checks and n != rank_by
+        ]
+        reason = f"{rank_by} beats chance (z >= {min_z:g})" + (f"; {', '.join(dropped)}, so it is dropped" if dropped else "")
     else:
         rank_by = "seed"
         reason = (
