@@ -109,8 +109,9 @@ def training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-seq-length", type=int, default=None)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--query-format", choices=QUERY_FORMATS, default=None,
-                   help="input format: gecko 'task: … | query: …' / 'title: … | text: …', or e5 'Instruct: …\\nQuery: …' / "
-                   "the text (default: the folder's manifest, else gecko)")
+                   help="input format: gecko 'task: … | query: …' / 'title: … | text: …', e5 'Instruct: …\\nQuery: …' / "
+                   "the text, or plain (default: the folder's manifest, else the base model's own: plain for a model "
+                   "not trained here)")
 
 
 def train_config(args: argparse.Namespace, **more):
