@@ -11,7 +11,7 @@ def _skips(skipped: dict[str, int]) -> str:
     return ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items(), key=lambda kv: -kv[1])) or "-"
 
 
-def _signal_lines(ret: dict[str, Any], rel: dict[str, Any]) -> list[str]:
+def _signal_lines(ret: dict[str, Any], rel: dict[str, Any], round1: dict[str, Any] | None = None) -> list[str]:
     """How good the labels look: the miner's seed recall, the teacher check, hubs, negatives.
 
     Example:
@@ -26,6 +26,11 @@ def _signal_lines(ret: dict[str, Any], rel: dict[str, Any]) -> list[str]:
         negatives rejected by the false-negative guard: within_margin 12
     """
     lines = []
+    if round1 and round1.get("skipped"):
+        lines.append(f"round 1: skipped ({round1['skipped']})")
+    elif round1 and "seed_in_top_n_before" in round1:
+        lines.append(f"round 1: miner trained on {round1['pairs']} (query, seed) pairs; seed in top N "
+                     f"{100 * round1['seed_in_top_n_before']:.1f}% -> {100 * round1['seed_in_top_n_after']:.1f}%")
     if "seed_in_top_n" in ret:
         fmt = f" ({ret['input_format']} input)" if ret.get("input_format") else ""
         lines.append(f"mining: the seed is among its query's top {ret.get('top_n', '?')} for {100 * ret['seed_in_top_n']:.1f}% "
@@ -97,7 +102,7 @@ def summary_table(stats: dict[str, Any]) -> str:
         f"examples: {stats['examples']}; positives that are not the seed: {100 * share:.1f}%; "
         f"total wall time {stats['wall_time_s']:.1f} s"
     )
-    lines.extend(_signal_lines(ret, rel))
+    lines.extend(_signal_lines(ret, rel, stats.get("round1")))
     notes = [n for stage in (gen, rel) for n in stage.get("notes", [])]
     if rel.get("ql_available") is False:
         notes.append("the teacher cannot score query likelihood: positives were ranked by relevance classification only")

@@ -31,7 +31,9 @@ def fret_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queries-per-passage", type=int, default=1, help="samples per passage (>1 samples at --temperature)")
     p.add_argument("--temperature", type=float, default=None, help="generation temperature (default 0, or 0.7 with K>1)")
     p.add_argument("--top-n", type=int, default=20, help="candidates per query (paper: 20)")
-    p.add_argument("--rank-by", choices=["rrf", "ql", "rc", "seed"], default="rrf")
+    p.add_argument("--rank-by", choices=["auto", "rrf", "ql", "rc", "seed"], default="auto",
+                   help="auto: a teacher check decides which signals to fuse (default); rrf: QL and RC fused (the paper); "
+                   "ql, rc: one signal; seed: the seed stays the positive")
     p.add_argument("--scoring", choices=["fused", "separate"], default="fused")
     p.add_argument("--negative", choices=["last", "random"], default="last")
     p.add_argument(
