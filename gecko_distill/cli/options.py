@@ -101,10 +101,10 @@ def fret_config(args: argparse.Namespace):
 def training_arguments(p: argparse.ArgumentParser) -> None:
     """The training options of ``train`` (and ``run``); :func:`train_config` reads them."""
     p.add_argument("--base-model", default=None, help="model folder to start from (default: all-MiniLM-L6-v2)")
-    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--epochs", type=float, default=3.0, help="passes over the training data")
     p.add_argument("--max-steps", type=int, default=None, help="stop after N steps (overrides --epochs)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-5, help="peak learning rate")
+    p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
     p.add_argument("--dims", type=int, nargs="+", default=None, help="Matryoshka dims (default: full, 256, 128, 64)")
     p.add_argument("--scale", type=float, default=20.0, help="similarity scale = 1 / temperature")
     p.add_argument("--loss-directions", choices=["gecko", "infonce", "gte"], default="gecko")
