@@ -116,11 +116,11 @@ def relabel(
     checkpoint = checkpoint or StageCheckpoint("relabel", FRetExample, key=lambda e: e.id)
     started = time.perf_counter()
     by_id = {p.id: p for p in passages}
-    rank_by, check, check_usage = config.rank_by, None, {}
-    if not checkpoint.complete and rank_by == "auto" and llm is not None:
-        check, check_usage = _teacher_check(candidates, by_id, llm, config)
+    scorer = _Scorer(llm, config) if llm is not None and config.rank_by != "seed" else None
+    rank_by, check, checked = config.rank_by, None, {}
+    if not checkpoint.complete and rank_by == "auto" and scorer is not None:
+        check, checked = _teacher_check(candidates, by_id, scorer, config)
         rank_by = check.rank_by
-    scorer = _Scorer(llm, config) if llm is not None and rank_by != "seed" else None
     guard = _NegativeGuard(config, checkpoint.records)
     if not checkpoint.complete:
         done = checkpoint.done_ids
@@ -134,9 +134,13 @@ def relabel(
                 pools = {item.query.id: [c for c in item.candidates if c.passage_id in by_id] for item in chunk}
                 scorable = [item for item in chunk if len(pools[item.query.id]) >= _MIN_CANDIDATES]
                 signals = {}
-                if scorer is not None:
-                    texts = [_texts(pools[item.query.id], by_id, config) for item in scorable]
-                    signals = dict(zip([item.query.id for item in scorable], scorer.score(scorable, texts)))
+                if scorer is not None and rank_by != "seed":
+                    # the teacher check's answers are used as they are, not asked again
+                    signals = {item.query.id: checked.pop(item.query.id) for item in scorable if item.query.id in checked}
+                    todo = [item for item in scorable if item.query.id not in signals]
+                    if todo:
+                        texts = [_texts(pools[item.query.id], by_id, config) for item in todo]
+                        signals.update(zip([item.query.id for item in todo], scorer.score(todo, texts)))
                 for item in chunk:
                     _relabel_one(item, pools[item.query.id], by_id, signals.get(item.query.id), rank_by, guard, checkpoint)
                 bar.update(len(chunk))
@@ -154,9 +158,6 @@ def relabel(
     }
     if check is not None:
         stats["teacher_check"] = check.model_dump(mode="json")
-        for key, value in check_usage.items():
-            if key.startswith("llm_") and isinstance(value, (int, float)):
-                stats[key] = stats.get(key, 0) + value
     return checkpoint.finish([c.query.id for c in candidates], stats, config)
 
 
@@ -165,10 +166,10 @@ def _texts(pool: list[Candidate], by_id: dict[str, Passage], config: RelabelConf
 
 
 def _teacher_check(
-    candidates: Sequence[RankedCandidates], by_id: dict[str, Passage], llm: LLM, config: RelabelConfig
-) -> tuple[TeacherCheck, dict[str, object]]:
-    """Score a seeded sample of queries and decide which signals ``auto`` fuses. The answers go
-    through the same LLM (and its cache), so the full pass does not pay for them again."""
+    candidates: Sequence[RankedCandidates], by_id: dict[str, Passage], scorer: _Scorer, config: RelabelConfig
+) -> tuple[TeacherCheck, dict[str, _Signals]]:
+    """Score a seeded sample of queries and decide which signals ``auto`` fuses. Returns the
+    check and the sampled queries' signals, which the full pass uses instead of asking again."""
     usable = [
         item for item in candidates
         if len([c for c in item.candidates if c.passage_id in by_id]) >= _MIN_CANDIDATES
@@ -185,12 +186,12 @@ def _teacher_check(
         )
         logger.info("relabel: %s", check.reason)
         return check, {}
-    scorer = _Scorer(llm, config)
-    samples = []
+    samples, scored = [], {}
     for start in range(0, len(items), config.batch_size):
         part = items[start : start + config.batch_size]
         pools = [[c for c in item.candidates if c.passage_id in by_id] for item in part]
         for item, pool, signal in zip(part, pools, scorer.score(part, [_texts(pool, by_id, config) for pool in pools])):
+            scored[item.query.id] = signal
             if signal.error:
                 continue
             seed = [c.passage_id for c in pool].index(item.query.passage_id)
@@ -201,7 +202,7 @@ def _teacher_check(
     check = check_signals(samples, config.min_signal_z, config.min_relative_strength)
     level = logging.WARNING if check.rank_by == "seed" else logging.INFO
     logger.log(level, "relabel: %s; ranking by %s: %s", check.summary(), check.rank_by, check.reason)
-    return check, scorer.usage.as_dict()
+    return check, scored
 
 
 def overlapping_chunks(items: Sequence[RankedCandidates], size: int) -> Iterator[list[RankedCandidates]]:
