@@ -32,7 +32,7 @@ def test_generate_writes_real_queries(real_llm, pydoc_passages):
         assert q.task and 2 <= len(q.query.split()) <= 32
 
 
-def test_scores_do_not_depend_on_batching_or_padding(real_llm):
+def test_scores_do_not_depend_on_batching_or_padding(real_llm_fp32):
     requests = [
         ScoreRequest(context=ql_context("The ls command lists directory contents.", "find the command"),
                      continuation=" list files in a folder", suffix=rc_question(), choices=RC_CHOICES),
@@ -40,22 +40,22 @@ def test_scores_do_not_depend_on_batching_or_padding(real_llm):
                      continuation=" copy a directory"),
         ScoreRequest(context="Geckos", continuation=" climb walls."),
     ]
-    batch_size = real_llm.batch_size
+    batch_size = real_llm_fp32.batch_size
     try:
-        together = real_llm.score(requests)
-        real_llm.batch_size = 1
-        alone = real_llm.score(requests)
+        together = real_llm_fp32.score(requests)
+        real_llm_fp32.batch_size = 1
+        alone = real_llm_fp32.score(requests)
     finally:
-        real_llm.batch_size = batch_size
+        real_llm_fp32.batch_size = batch_size
     for a, b in zip(together, alone):
         assert a.logprob == pytest.approx(b.logprob, abs=1e-3) and a.num_tokens == b.num_tokens
         assert a.choice_logprobs == pytest.approx(b.choice_logprobs, abs=1e-3)
     assert together[0].logprob < 0 and len(together[0].choice_logprobs) == 2
 
 
-def test_fused_and_separate_passes_give_the_same_query_likelihood(real_llm):
+def test_fused_and_separate_passes_give_the_same_query_likelihood(real_llm_fp32):
     context = ql_context("The ls command lists directory contents.", "find the command")
-    fused, separate = real_llm.score([
+    fused, separate = real_llm_fp32.score([
         ScoreRequest(context=context, continuation=" list files", suffix=rc_question(), choices=RC_CHOICES),
         ScoreRequest(context=context, continuation=" list files"),
     ])
@@ -116,23 +116,23 @@ def test_another_gguf_teacher_works_through_the_same_backend():
     assert generation.completion_tokens > 0
 
 
-def test_shared_prefixes_save_work_and_change_no_score(real_llm):
+def test_shared_prefixes_save_work_and_change_no_score(real_llm_fp32):
     passages = ["The ls command lists directory contents, sorted by name unless another order is asked for. " * 3,
                 "cp copies files and directories, preserving attributes when asked to. " * 3]
     queries = [" list files in a folder", " copy a directory", " how do I sort files by size"]
     requests = [ScoreRequest(context=ql_context(p, "find the command"), continuation=q, suffix=rc_question(),
                              choices=RC_CHOICES) for p in passages for q in queries]
-    settings = (real_llm.share_prefixes, real_llm.batch_size)
+    settings = (real_llm_fp32.share_prefixes, real_llm_fp32.batch_size)
     try:
-        before = real_llm.counters["real_tokens"]
-        shared = real_llm.score(requests)
-        shared_tokens = real_llm.counters["real_tokens"] - before
-        real_llm.share_prefixes, real_llm.batch_size = False, 1
-        before = real_llm.counters["real_tokens"]
-        alone = real_llm.score(requests)
-        alone_tokens = real_llm.counters["real_tokens"] - before
+        before = real_llm_fp32.counters["real_tokens"]
+        shared = real_llm_fp32.score(requests)
+        shared_tokens = real_llm_fp32.counters["real_tokens"] - before
+        real_llm_fp32.share_prefixes, real_llm_fp32.batch_size = False, 1
+        before = real_llm_fp32.counters["real_tokens"]
+        alone = real_llm_fp32.score(requests)
+        alone_tokens = real_llm_fp32.counters["real_tokens"] - before
     finally:
-        real_llm.share_prefixes, real_llm.batch_size = settings
+        real_llm_fp32.share_prefixes, real_llm_fp32.batch_size = settings
     for a, b in zip(shared, alone):
         assert a.logprob == pytest.approx(b.logprob, abs=1e-3) and a.num_tokens == b.num_tokens
         assert a.choice_logprobs == pytest.approx(b.choice_logprobs, abs=1e-3)
@@ -140,16 +140,16 @@ def test_shared_prefixes_save_work_and_change_no_score(real_llm):
     assert shared_tokens < 0.6 * alone_tokens
 
 
-def test_generation_around_a_shared_few_shot_prefix_writes_the_same_text(real_llm):
+def test_generation_around_a_shared_few_shot_prefix_writes_the_same_text(real_llm_fp32):
     shots = "Passage: Paris is the capital of France.\nQuery: what is the capital of France\n\n" * 4
     requests = [GenerationRequest(prompt=shots + f"Passage: {p}\nQuery:", max_new_tokens=8, stop=("\n",))
                 for p in ("Berlin is the capital of Germany.", "Geckos can climb glass walls.")]
-    shared = real_llm.generate(requests)
-    real_llm.share_prefixes = False
+    shared = real_llm_fp32.generate(requests)
+    real_llm_fp32.share_prefixes = False
     try:
-        alone = real_llm.generate(requests)
+        alone = real_llm_fp32.generate(requests)
     finally:
-        real_llm.share_prefixes = True
+        real_llm_fp32.share_prefixes = True
     assert [g.text for g in shared] == [g.text for g in alone] and all(g.text.strip() for g in shared)
 
 

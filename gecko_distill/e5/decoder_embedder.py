@@ -98,7 +98,7 @@ def resolve_causal_lm(model: str | Path) -> str:
     if not path.exists():
         raise InputError(f"{model}: not an offline model name ({sorted(OFFLINE_MODELS)}), a .gguf file or a model folder")
     if path.suffix == ".gguf":
-        folder, _ = _dequantised(path, cache_dir())
+        folder = _dequantised(path, cache_dir())
         return folder
     return str(path)
 

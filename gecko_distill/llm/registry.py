@@ -161,11 +161,11 @@ class LazyLLM:
     @property
     def name(self) -> str:
         if self._name is None:
-            from .transformers_backend import gguf_backend_name
+            from .transformers_backend import backend_name, gguf_backend_name, resolve_dtype
 
-            # TransformersLLM names a GGUF model so, and appends "+chat" when chat=True.
-            name = gguf_backend_name(offline_gguf_path(self._registry_name))
-            self._name = name + "+chat" if self._chat else name
+            # As TransformersLLM names it: the GGUF file and hash, its precision, "+chat".
+            dtype = resolve_dtype(self._options.get("dtype", "auto"), self._options.get("device") or _default_device())
+            self._name = backend_name(gguf_backend_name(offline_gguf_path(self._registry_name)), dtype, chat=self._chat)
         return self._name
 
     @property
@@ -185,3 +185,8 @@ class LazyLLM:
 
     def score(self, requests):
         return self._model().score(requests)
+
+
+def _default_device() -> str:
+    """The device TransformersLLM picks when given none."""
+    return "cuda" if require("torch", "gecko-distill").cuda.is_available() else "cpu"

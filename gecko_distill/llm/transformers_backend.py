@@ -16,7 +16,7 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from ..errors import GeckoDistillError
 from ..paths import cache_dir as default_cache_dir
 from .base import Generation, GenerationRequest, Score, ScoreRequest
 
-__all__ = ["TransformersLLM", "gguf_backend_name", "ChoiceTokenError"]
+__all__ = ["TransformersLLM", "gguf_backend_name", "ChoiceTokenError", "resolve_dtype", "cpu_supports_bf16", "backend_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class ChoiceTokenError(GeckoDistillError, ValueError):
 
 
 class TransformersLLM:
-    """A causal LM run locally with transformers (CPU fp32, or CUDA bf16 when present).
+    """A causal LM run locally with transformers (bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere).
 
     Args:
         model: A model folder, a hub id (needs network), or a ``.gguf`` file.
@@ -59,6 +59,11 @@ class TransformersLLM:
             ``$GECKO_DISTILL_CACHE`` or ``~/.cache/gecko_distill``.
         chat: Wrap each generation prompt as one user turn of the tokenizer's chat template
             (for instruction-tuned models such as SmolLM2-Instruct). Scoring is never wrapped.
+        dtype: ``"auto"`` (bf16 on CUDA and on CPUs with native bf16 instructions, AVX512-BF16
+            or AMX; fp32 elsewhere), ``"bfloat16"`` or ``"float32"``. Decoding on a CPU is bound
+            by memory traffic, so bf16 roughly halves it (measured 3-4x faster scoring with
+            AVX512-BF16, see ``docs/benchmarks.md``). A precision other than fp32 is part of
+            :attr:`name`, so caches and fingerprints never mix answers of two precisions.
 
     Example:
         >>> from gecko_distill.llm import TransformersLLM, ScoreRequest  # doctest: +SKIP
@@ -79,6 +84,7 @@ class TransformersLLM:
         device: str | None = None,
         cache_dir: str | Path | None = None,
         chat: bool = False,
+        dtype: str = "auto",
     ):
         torch = require("torch", "gecko-distill")
         transformers = require("transformers", "gecko-distill")
@@ -89,22 +95,24 @@ class TransformersLLM:
         self.max_padding = max_padding
         self.max_length = max_length
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self.dtype = resolve_dtype(dtype, self.device)
         source = Path(model)
         if source.suffix == ".gguf":
-            folder, self._name = _dequantised(source, Path(cache_dir) if cache_dir else default_cache_dir())
+            folder = _dequantised(source, Path(cache_dir) if cache_dir else default_cache_dir(), self.dtype)
+            base_name = gguf_backend_name(source)
         else:
-            folder, self._name = str(model), f"transformers:{source.name if source.exists() else model}"
-        logger.info("loading %s on %s", folder, self.device)
+            folder, base_name = str(model), f"transformers:{source.name if source.exists() else model}"
+        self._name = backend_name(base_name, self.dtype, chat=chat)
+        logger.info("loading %s on %s in %s", folder, self.device, self.dtype)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(self.device).eval()
+        self.model = (
+            transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, self.dtype)).to(self.device).eval()
+        )
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if chat and not getattr(self.tokenizer, "chat_template", None):
             raise ValueError(f"chat=True, but the tokenizer of {folder} has no chat template")
         self.chat = chat
-        if chat:
-            self._name += "+chat"
         self._torch = torch
         self._warned_multi_token: set[str] = set()
         self._choice_ids: dict[tuple[str, ...], list[int]] = {}
@@ -448,29 +456,109 @@ def _batches(items: list, fits: Callable[[list], bool]) -> Iterator[list]:
         yield batch
 
 
-def _dequantised(gguf_path: Path, cache_root: Path) -> tuple[str, str]:
-    """Return (folder of dequantised weights, backend name); build the folder on first use."""
-    name = gguf_backend_name(gguf_path)
-    digest = name.rsplit("@", 1)[1]
-    folder = cache_root / "dequantised" / f"{gguf_path.stem}-{digest}"
+def _dequantised(gguf_path: Path, cache_root: Path, dtype: str = "float32") -> str:
+    """The folder of ``gguf_path``'s weights dequantised to ``dtype``; built on first use (fp32
+    from the GGUF file, other precisions by casting the fp32 folder)."""
+    digest = gguf_backend_name(gguf_path).rsplit("@", 1)[1]
+    suffix = "" if dtype == "float32" else f"-{_SHORT_DTYPE[dtype]}"
+    folder = cache_root / "dequantised" / f"{gguf_path.stem}-{digest}{suffix}"
     if (folder / "config.json").exists():
-        return str(folder), name
-    require("gguf", "gecko-distill[offline]")
+        return str(folder)
     transformers = require("transformers", "gecko-distill")
-    logger.info("dequantising %s once (about a minute); cached in %s", gguf_path.name, folder)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    # The weights are plain tensors now; drop the GGUF marker that blocks save_pretrained.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    if dtype == "float32":
+        require("gguf", "gecko-distill[offline]")
+        logger.info("dequantising %s once (about a minute); cached in %s", gguf_path.name, folder)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        # The weights are plain tensors now; drop the GGUF marker that blocks save_pretrained.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    else:
+        torch = require("torch", "gecko-distill")
+        full = _dequantised(gguf_path, cache_root, "float32")
+        logger.info("casting %s to %s once; cached in %s", gguf_path.name, dtype, folder)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(full)
+        model = transformers.AutoModelForCausalLM.from_pretrained(full, dtype=getattr(torch, dtype))
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
-    return str(folder), name
+    return str(folder)
+
+
+#: Precisions a local model may run in, and their short names (in backend names and folders).
+_SHORT_DTYPE = {"float32": "fp32", "bfloat16": "bf16"}
+
+#: CPU flags (as Linux's /proc/cpuinfo names them) that mean native bf16 arithmetic.
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_supports_bf16(flags: Iterable[str] | None = None) -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX-BF16).
+
+    Read from the CPU's feature flags (``/proc/cpuinfo`` on Linux), never guessed from the CPU
+    model name. Elsewhere, or when the flags cannot be read, the answer is ``False`` (fp32 is
+    always correct; bf16 emulated without these instructions is slower than fp32).
+
+    Args:
+        flags: The CPU's flags; default: read them from ``/proc/cpuinfo``.
+
+    Example:
+        >>> cpu_supports_bf16({"avx2", "avx512f", "avx512_bf16"}), cpu_supports_bf16({"avx2", "avx512f"})
+        (True, False)
+    """
+    if flags is None:
+        flags = _cpu_flags()
+    return not BF16_CPU_FLAGS.isdisjoint(flags)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_dtype(dtype: str, device: str, *, flags: Iterable[str] | None = None) -> str:
+    """The precision a local model runs in: ``"auto"`` means bf16 on CUDA and on CPUs with
+    native bf16 (:func:`cpu_supports_bf16`), fp32 elsewhere.
+
+    Raises:
+        ValueError: ``dtype`` is not ``"auto"``, ``"bfloat16"`` or ``"float32"``.
+
+    Example:
+        >>> resolve_dtype("auto", "cpu", flags={"avx512_bf16"}), resolve_dtype("auto", "cpu", flags=set())
+        ('bfloat16', 'float32')
+        >>> resolve_dtype("float32", "cuda")
+        'float32'
+    """
+    if dtype == "auto":
+        return "bfloat16" if device.startswith("cuda") or cpu_supports_bf16(flags) else "float32"
+    if dtype not in _SHORT_DTYPE:
+        raise ValueError(f"dtype must be 'auto' or one of {sorted(_SHORT_DTYPE)}, not {dtype!r}")
+    return dtype
+
+
+def backend_name(base: str, dtype: str, *, chat: bool = False) -> str:
+    """A local backend's name: the model's name, then ``+bf16`` for a precision other than fp32
+    and ``+chat`` with chat templating. Caches and stage fingerprints key on it.
+
+    Example:
+        >>> backend_name("transformers:gemma.gguf@0123", "bfloat16", chat=True)
+        'transformers:gemma.gguf@0123+bf16+chat'
+        >>> backend_name("transformers:gemma.gguf@0123", "float32")
+        'transformers:gemma.gguf@0123'
+    """
+    precision = "" if dtype == "float32" else f"+{_SHORT_DTYPE[dtype]}"
+    return f"{base}{precision}{'+chat' if chat else ''}"
 
 
 def gguf_backend_name(gguf_path: Path) -> str:
