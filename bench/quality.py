@@ -15,6 +15,7 @@ defaults with one lever turned off or changed:
 * ``ql``:           positives by query likelihood only
 * ``seed``:         the seed passage stays the positive (no relabelling)
 * ``no-guard``:     no false-negative guard (no margin, no negative cap)
+* ``zero-shot``:    zero-shot scoring prompts (no demonstrations from the run's data)
 * ``no-selfcheck``: no held-out slice: the fine-tuned model is saved as it is, in the Gecko format
 
 One :class:`~gecko_distill.llm.CachedLLM` is shared, so the variants reuse the LLM's answers
@@ -60,6 +61,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "ql": ({"relabel": {"rank_by": "ql"}}, {}),
     "seed": ({"relabel": {"rank_by": "seed"}}, {}),
     "no-guard": ({"relabel": {"negative_margin": 0.0, "max_negative_uses": None}}, {}),
+    "zero-shot": ({"relabel": {"few_shot": 0}}, {}),
     "no-selfcheck": ({}, {"self_check": SelfCheckConfig(holdout_fraction=0.0), "query_format": "gecko"}),
 }
 

@@ -149,6 +149,16 @@ class RelabelConfig(_Config):
             ``"random"`` a random one of the lower half of the ranking (never the positive, the
             seed, or a top-ranked candidate).
         max_passage_words: Candidates are cut to this many words in the prompts.
+        few_shot: Demonstrations in the scoring prompts (Gecko's are few-shot), drawn from the
+            run's own data: a generated query with its seed passage as the relevant example
+            and a random passage as the irrelevant one (cut to ``demo_passage_words``). The
+            same demonstrations serve every query (so a passage read for several queries is
+            still read once), except the demonstrations' own queries, which get another set.
+            0 (default): zero-shot prompts. With gemma-3-270m on manpages one demonstration
+            lifted RC from near chance (0.08 to 0.14 seeds ranked first, chance 0.05) but not
+            QL (0.51 to 0.49), which ``auto`` ranks by, and tripled the cost
+            (``bench/teacher_prompts.py``, ``docs/benchmarks.md``).
+        demo_passage_words: Demonstration passages are cut to this many words.
         batch_size: Queries whose score requests go to the backend in one call (also the
             checkpoint step). Queries with overlapping candidates are put together, so that a
             backend can read a passage shared by several of them once. Does not change results.
@@ -165,6 +175,8 @@ class RelabelConfig(_Config):
     negative_margin: float = Field(default=0.05, ge=0.0, lt=1.0)
     max_negative_uses: int | None = Field(default=5, ge=1)
     max_passage_words: int = Field(default=160, ge=16)
+    few_shot: int = Field(default=0, ge=0, le=8)
+    demo_passage_words: int = Field(default=60, ge=8)
     batch_size: int = Field(default=32, ge=1)
     seed: int = 0
 

@@ -89,6 +89,23 @@ def test_relabel_ranks_real_candidates(real_llm, pydoc_passages, embedder):
     assert texts[best] == seed.text
 
 
+def test_few_shot_relabel_with_the_real_teacher(real_llm, pydoc_passages, embedder):
+    """Few-shot scoring prompts (demonstrations from the run's own queries) on the real teacher:
+    every query is scored, and the passage about lambda still comes first by query likelihood."""
+    passages = pydoc_passages[90:130]
+    words = ["lambda", "breakpoint", "__init__", "with"]
+    queries = [
+        GeneratedQuery(id=f"{by_word(passages, w).id}#0", passage_id=by_word(passages, w).id,
+                       task="Given a question, retrieve passages that answer it", query=f"what does the {w} statement do")
+        for w in words
+    ]
+    candidates = retrieve(queries, passages, embedder, RetrieveConfig(top_n=4)).records
+    result = relabel(candidates, passages, real_llm, RelabelConfig(few_shot=1, rank_by="ql"))
+    assert len(result.records) == len(queries) and result.stats["llm_errors"] == 0
+    lam = next(e for e in result.records if "lambda" in e.query)
+    assert lam.positive_ranks["ql"] == 1 and "lambda" in lam.positive.text
+
+
 @pytest.mark.slow
 def test_build_fret_small_real_run_and_rerun_without_llm_calls(pydoc_passages, embedder, tmp_path):
     """A small slice of the end-to-end run (CI runs it); the 30-passage run is in bench/build_fret.py."""

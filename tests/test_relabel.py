@@ -156,3 +156,70 @@ def test_overlapping_chunks_cover_every_query_once_and_group_shared_candidates()
     chunks = [[i.query.id for i in chunk] for chunk in overlapping_chunks(items, 3)]
     assert sorted(q for chunk in chunks for q in chunk) == list("abcdef")
     assert chunks[0] == ["a", "d", "c"] and set(chunks[1]) == {"b", "e", "f"}
+
+
+# -- few-shot scoring prompts -------------------------------------------------------------
+
+
+class RecordingLLM(FakeLLM):
+    """The fake teacher, keeping every score request it is asked."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked = []
+
+    def score(self, requests):
+        self.asked += list(requests)
+        return super().score(requests)
+
+
+def topic_queries(n=12):
+    passages = [Passage(id=f"p{i}", text=f"passage number {i} about topic {i} and its details") for i in range(n)]
+    items = [
+        RankedCandidates(
+            query=GeneratedQuery(id=f"p{i}#0", passage_id=f"p{i}", task="find the topic", query=f"topic {i} details"),
+            candidates=[Candidate(passage_id=f"p{(i + j) % n}", retrieval_score=1 - j / 10) for j in range(4)],
+        )
+        for i in range(n)
+    ]
+    return passages, items
+
+
+@pytest.mark.parametrize("scoring", ["fused", "separate"])
+def test_scoring_prompts_show_demonstrations_from_the_run_and_never_a_querys_own_seed(scoring):
+    passages, items = topic_queries()
+    llm = RecordingLLM()
+    relabel(items, passages, llm, RelabelConfig(few_shot=2, scoring=scoring, rank_by="rrf"))
+    texts = {p.text for p in passages}
+    demo_queries = set()
+    for request in llm.asked:
+        if request.continuation:  # query likelihood (fused or not): the target block is the last passage
+            target_start, query = request.context.rindex("Passage: "), request.continuation.strip()
+        else:  # the separate relevance prompt: the target block starts at the last task
+            target_start = request.context.rindex("Task: ")
+            query = request.context[target_start:].split("Query: ", 1)[1].split("\n", 1)[0]
+        demos = request.context[:target_start]
+        shown = [line.removeprefix("Query: ") for line in demos.splitlines() if line.startswith("Query: ")]
+        passages_shown = [line.removeprefix("Passage: ") for line in demos.splitlines() if line.startswith("Passage: ")]
+        assert set(shown) == {f"topic {n} details" for n in range(12)} & set(shown) and len(set(shown)) == 2
+        assert query not in shown, f"{query!r} was scored with itself as a demonstration"
+        assert set(passages_shown) <= texts and len(passages_shown) == (2 if scoring == "separate" and request.continuation else 4)
+        demo_queries.update(shown)
+    assert len(demo_queries) == 4  # two sets of two: the second serves the first set's own queries
+
+
+def test_zero_shot_prompts_have_no_demonstrations():
+    passages, items = topic_queries()
+    llm = RecordingLLM()
+    relabel(items, passages, llm, RelabelConfig(few_shot=0, rank_by="rrf"))
+    assert all(request.context.count("Passage: ") == 1 for request in llm.asked)
+
+
+def test_few_shot_setting_and_prompt_identity_are_part_of_the_relabel_fingerprint():
+    from gecko_distill._io import fingerprint
+    from gecko_distill.fret.prompts import SCORING_PROMPT_ID
+
+    assert fingerprint(RelabelConfig(few_shot=0)) != fingerprint(RelabelConfig(few_shot=1))
+    assert fingerprint(RelabelConfig(demo_passage_words=30)) != fingerprint(RelabelConfig())
+    assert fingerprint(RelabelConfig(batch_size=7)) == fingerprint(RelabelConfig())
+    assert SCORING_PROMPT_ID != fingerprint("zero-shot prompts only")

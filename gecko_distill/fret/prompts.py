@@ -16,6 +16,7 @@ __all__ = [
     "FewShotExample",
     "FEW_SHOT_POOL",
     "generation_prompt",
+    "ScoringDemo",
     "ql_context",
     "rc_question",
     "rc_context",
@@ -140,9 +141,55 @@ RC_CHOICES = (" Yes", " No")
 _SCORING_HEADER = "Read the passage, then write a search query that the passage answers.\n\n"
 
 
-def ql_context(passage: str, task: str) -> str:
-    """Context for query likelihood: log P(query | this context)."""
-    return f"{_SCORING_HEADER}Passage: {passage}\nTask: {task}\nQuery:"
+class ScoringDemo(BaseModel):
+    """One demonstration for the relabelling prompts, taken from the run's own data: a
+    generated query with its seed passage (relevant) and a random passage (irrelevant)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str
+    query: str
+    relevant: str
+    irrelevant: str
+
+
+def ql_context(passage: str, task: str, demos: tuple[ScoringDemo, ...] = (), *, answered: bool = False) -> str:
+    """Context for query likelihood: log P(query | this context).
+
+    Args:
+        passage: The candidate passage.
+        task: The query's task.
+        demos: Demonstrations shown first (Gecko's prompts are few-shot). Each shows its
+            relevant passage followed by its query; with ``answered`` (the fused prompt, which
+            asks the relevance question after the query), each also shows its irrelevant
+            passage with the same query, and the answers to the relevance question.
+        answered: Show the relevance question and its answer after each demonstration.
+
+    Example:
+        >>> demo = ScoringDemo(task="find the command", query="copy files", relevant="cp copies files",
+        ...                    irrelevant="ls lists files")
+        >>> print(ql_context("rm removes files", "find the command", (demo,)))
+        Read the passage, then write a search query that the passage answers.
+        <BLANKLINE>
+        Passage: cp copies files
+        Task: find the command
+        Query: copy files
+        <BLANKLINE>
+        Passage: rm removes files
+        Task: find the command
+        Query:
+    """
+    shots = "".join(_ql_demo(d, answered) for d in demos)
+    return f"{_SCORING_HEADER}{shots}Passage: {passage}\nTask: {task}\nQuery:"
+
+
+def _ql_demo(demo: ScoringDemo, answered: bool) -> str:
+    if not answered:
+        return f"Passage: {demo.relevant}\nTask: {demo.task}\nQuery: {demo.query}\n\n"
+    return "".join(
+        f"Passage: {passage}\nTask: {demo.task}\nQuery: {demo.query}{rc_question()} {answer}\n\n"
+        for passage, answer in ((demo.irrelevant, "No"), (demo.relevant, "Yes"))
+    )
 
 
 def rc_question() -> str:
@@ -150,9 +197,22 @@ def rc_question() -> str:
     return "\nDoes the passage answer the query? Answer Yes or No.\nAnswer:"
 
 
-def rc_context(passage: str, task: str, query: str) -> str:
-    """The separate relevance prompt of the paper: query first, then the passage, then the question."""
-    return f"Task: {task}\nQuery: {query}\nPassage: {passage}{rc_question()}"
+def rc_context(passage: str, task: str, query: str, demos: tuple[ScoringDemo, ...] = ()) -> str:
+    """The separate relevance prompt of the paper: query first, then the passage, then the
+    question; each demonstration shows its query with the irrelevant and the relevant passage,
+    answered.
+
+    Example:
+        >>> demo = ScoringDemo(task="t", query="copy files", relevant="cp copies files", irrelevant="ls lists files")
+        >>> rc_context("rm removes files", "t", "delete files", (demo,)).count("Answer: No")
+        1
+    """
+    shots = "".join(
+        f"Task: {demo.task}\nQuery: {demo.query}\nPassage: {text}{rc_question()} {answer}\n\n"
+        for demo in demos
+        for text, answer in ((demo.irrelevant, "No"), (demo.relevant, "Yes"))
+    )
+    return f"{shots}Task: {task}\nQuery: {query}\nPassage: {passage}{rc_question()}"
 
 
 #: Identity of the generation prompt (header, layout, few-shot pool). It is part of the
@@ -163,4 +223,12 @@ GENERATION_PROMPT_ID = fingerprint(_GENERATION_HEADER, _block("{passage}", "{tas
 
 #: Identity of the relabelling prompts (query likelihood, relevance question and answers); part
 #: of the ``relabel`` stage fingerprint.
-SCORING_PROMPT_ID = fingerprint(ql_context("{passage}", "{task}"), rc_context("{passage}", "{task}", "{query}"), RC_CHOICES)
+_DEMO = ScoringDemo(task="{demo_task}", query="{demo_query}", relevant="{relevant}", irrelevant="{irrelevant}")
+SCORING_PROMPT_ID = fingerprint(
+    ql_context("{passage}", "{task}"),
+    rc_context("{passage}", "{task}", "{query}"),
+    RC_CHOICES,
+    ql_context("{passage}", "{task}", (_DEMO,)),
+    ql_context("{passage}", "{task}", (_DEMO,), answered=True),
+    rc_context("{passage}", "{task}", "{query}", (_DEMO,)),
+)

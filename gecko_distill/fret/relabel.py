@@ -43,10 +43,10 @@ from ..config import RelabelConfig
 from ..llm.base import LLM, Score, ScoreRequest, UnsupportedCapabilityError
 from ..records import Candidate, FRetExample, Passage, RankedCandidates
 from ..text import truncate_words, words
-from .prompts import RC_CHOICES, ql_context, rc_context, rc_question
+from .prompts import RC_CHOICES, ScoringDemo, ql_context, rc_context, rc_question
 from .teacher_check import TeacherCheck, check_signals
 
-__all__ = ["relabel", "rank_with_ties", "reciprocal_rank_fusion", "overlapping_chunks"]
+__all__ = ["relabel", "rank_with_ties", "reciprocal_rank_fusion", "overlapping_chunks", "scoring_demos"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,9 @@ def relabel(
     checkpoint = checkpoint or StageCheckpoint("relabel", FRetExample, key=lambda e: e.id)
     started = time.perf_counter()
     by_id = {p.id: p for p in passages}
-    scorer = _Scorer(llm, config) if llm is not None and config.rank_by != "seed" else None
+    scorer = None
+    if llm is not None and config.rank_by != "seed":
+        scorer = _Scorer(llm, config, scoring_demos(candidates, by_id, config))
     rank_by, check, checked = config.rank_by, None, {}
     if not checkpoint.complete and rank_by == "auto" and scorer is not None:
         check, checked = _teacher_check(candidates, by_id, scorer, config)
@@ -458,9 +460,10 @@ class _Scorer:
     """Builds the score requests for a chunk of queries, sends them in one call, and turns
     the answers into QL and RC per query."""
 
-    def __init__(self, llm: LLM, config: RelabelConfig):
+    def __init__(self, llm: LLM, config: RelabelConfig, demos: _Demos | None = None):
         self.llm = llm
         self.config = config
+        self.demos = demos or _Demos()
         self.ql_available = True
         self.usage = LLMUsage()
         self.compared = 0
@@ -469,7 +472,10 @@ class _Scorer:
 
     def score(self, chunk: Sequence[RankedCandidates], texts: Sequence[list[str]]) -> list[_Signals]:
         """Signals for each query of ``chunk``, whose candidates' texts are ``texts[i]``."""
-        per_query = [self._requests(item.query.task, item.query.query, t) for item, t in zip(chunk, texts)]
+        per_query = [
+            self._requests(item.query.task, item.query.query, t, self.demos.for_query(item.query.id))
+            for item, t in zip(chunk, texts)
+        ]
         try:
             results = self.llm.score([r for requests in per_query for r in requests])
         except UnsupportedCapabilityError as exc:
@@ -501,17 +507,19 @@ class _Scorer:
         self._agreement(ql, rc)
         return _Signals(ql=ql, rc=rc)
 
-    def _requests(self, task: str, query: str, texts: list[str]) -> list[ScoreRequest]:
+    def _requests(self, task: str, query: str, texts: list[str], demos: tuple[ScoringDemo, ...]) -> list[ScoreRequest]:
         query = " " + query.strip()
         if not self.ql_available:
-            return [ScoreRequest(context=rc_context(t, task, query.strip()), choices=RC_CHOICES) for t in texts]
+            return [ScoreRequest(context=rc_context(t, task, query.strip(), demos), choices=RC_CHOICES) for t in texts]
         if self.config.scoring == "fused":
             return [
-                ScoreRequest(context=ql_context(t, task), continuation=query, suffix=rc_question(), choices=RC_CHOICES)
+                ScoreRequest(
+                    context=ql_context(t, task, demos, answered=True), continuation=query, suffix=rc_question(), choices=RC_CHOICES
+                )
                 for t in texts
             ]
-        return [ScoreRequest(context=ql_context(t, task), continuation=query) for t in texts] + [
-            ScoreRequest(context=rc_context(t, task, query.strip()), choices=RC_CHOICES) for t in texts
+        return [ScoreRequest(context=ql_context(t, task, demos), continuation=query) for t in texts] + [
+            ScoreRequest(context=rc_context(t, task, query.strip(), demos), choices=RC_CHOICES) for t in texts
         ]
 
     def _agreement(self, ql: list[float], rc: list[float]) -> None:
@@ -528,3 +536,57 @@ class _Scorer:
         if self.rank_correlations:
             out["ql_rc_spearman"] = round(float(np.mean(self.rank_correlations)), 4)
         return out
+
+
+@dataclass
+class _Demos:
+    """The scoring prompts' demonstrations: one set for every query, and another for the
+    queries that the first set shows (a query never sees its own seed as an example)."""
+
+    main: tuple[ScoringDemo, ...] = ()
+    other: tuple[ScoringDemo, ...] = ()
+    main_query_ids: frozenset[str] = frozenset()
+
+    def for_query(self, query_id: str) -> tuple[ScoringDemo, ...]:
+        return self.other if query_id in self.main_query_ids else self.main
+
+
+def scoring_demos(candidates: Sequence[RankedCandidates], by_id: dict[str, Passage], config: RelabelConfig) -> _Demos:
+    """Demonstrations for the scoring prompts, from the run's own data (``config.few_shot`` of
+    them): seeded picks of queries, each with its seed passage as the relevant example and a
+    random passage that is none of its candidates as the irrelevant one. A second, disjoint set
+    serves the queries that the first one shows. Fewer queries than two sets need: zero-shot.
+
+    Example:
+        >>> from gecko_distill import Candidate, GeneratedQuery, Passage, RankedCandidates, RelabelConfig
+        >>> passages = {c: Passage(id=c, text=f"passage {c}") for c in "abcdefgh"}
+        >>> items = [RankedCandidates(query=GeneratedQuery(id=f"{c}#0", passage_id=c, task="t", query=f"about {c}"),
+        ...                           candidates=[Candidate(passage_id=c, retrieval_score=1.0)]) for c in "abcd"]
+        >>> demos = scoring_demos(items, passages, RelabelConfig(few_shot=1))
+        >>> [(d.query, d.relevant) for d in demos.main + demos.other]
+        [('about d', 'passage d'), ('about a', 'passage a')]
+        >>> demos.for_query("d#0") == demos.other, demos.for_query("b#0") == demos.main
+        (True, True)
+    """
+    k = config.few_shot
+    usable = [item for item in candidates if item.query.passage_id in by_id]
+    if k == 0 or len(usable) < 2 * k or len(by_id) < 3:
+        return _Demos()
+    rng = random.Random(f"{config.seed}:scoring-demos")
+    picked = rng.sample(usable, 2 * k)
+    ids = sorted(by_id)
+
+    def demo(item: RankedCandidates) -> ScoringDemo:
+        listed = {c.passage_id for c in item.candidates} | {item.query.passage_id}
+        irrelevant = next((pid for pid in (rng.choice(ids) for _ in range(50)) if pid not in listed), None)
+        irrelevant = irrelevant or next(pid for pid in ids if pid != item.query.passage_id)
+        cut = config.demo_passage_words
+        return ScoringDemo(
+            task=item.query.task,
+            query=item.query.query.strip(),
+            relevant=truncate_words(by_id[item.query.passage_id].text, cut)[0],
+            irrelevant=truncate_words(by_id[irrelevant].text, cut)[0],
+        )
+
+    main, other = [demo(item) for item in picked[:k]], [demo(item) for item in picked[k:]]
+    return _Demos(tuple(main), tuple(other), frozenset(item.query.id for item in picked[:k]))
