@@ -9,6 +9,10 @@ folder may be resumed. A folder written under another fingerprint is refused, ne
 
 A run holds its output folder's lock (:func:`lock_output_folder`), so two runs never append
 to the same stage files; the kernel drops the lock when the process ends, however it ends.
+
+Every manifest also records the run's :func:`environment_record` (package versions, command
+line, time), for reproducibility; it never enters a fingerprint, so a folder written with
+another torch version or at another time is still resumed.
 """
 
 from __future__ import annotations
@@ -19,12 +23,17 @@ import hashlib
 import json
 import logging
 import os
+import platform
+import re
 import shutil
+import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -39,6 +48,7 @@ __all__ = [
     "read_jsonl",
     "write_jsonl",
     "fingerprint",
+    "environment_record",
     "progress",
     "progress_enabled",
     "StageCheckpoint",
@@ -136,6 +146,75 @@ def fingerprint(*parts: Any) -> str:
 
     canonical = json.dumps([plain(p) for p in parts], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+#: The packages whose versions a manifest records, by distribution name; faiss ships under
+#: several names, and the first one installed is recorded.
+_RECORDED_PACKAGES = {
+    "torch": ("torch",),
+    "transformers": ("transformers",),
+    "sentence_transformers": ("sentence-transformers",),
+    "faiss": ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss"),
+}
+
+
+def environment_record() -> dict[str, Any]:
+    """What a manifest records about the run, for reproducibility: the versions of python,
+    gecko_distill, torch, transformers, sentence-transformers and faiss (``None`` for one that
+    is not installed), the command line and the UTC time.
+
+    It is read from the installed packages' metadata, so nothing heavy is imported. It is
+    provenance, not configuration: it never enters a :func:`fingerprint`.
+
+    Example:
+        >>> record = environment_record()
+        >>> sorted(record["versions"])
+        ['faiss', 'gecko_distill', 'python', 'sentence_transformers', 'torch', 'transformers']
+        >>> record["created_utc"].endswith("Z"), isinstance(record["command"], list)
+        (True, True)
+    """
+    versions: dict[str, str | None] = {"python": platform.python_version(), "gecko_distill": __version__}
+    for name, distributions in _RECORDED_PACKAGES.items():
+        versions[name] = next((v for v in map(_installed_version, distributions) if v is not None), None)
+    program = [Path(sys.argv[0]).name] if sys.argv and sys.argv[0] else []
+    return {
+        "versions": versions,
+        "command": program + redacted_arguments(sys.argv[1:]),
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+#: Options whose value is a credential (``--token``, ``--api-key``...), but not the name of
+#: the environment variable that holds one (``--llm-api-key-env``).
+_SECRET_OPTION = re.compile(r"--[\w-]*(key|token|secret|password)", re.IGNORECASE)
+
+
+def redacted_arguments(arguments: Sequence[str]) -> list[str]:
+    """Command-line arguments with the value of any credential option replaced by ``***``.
+
+    Example:
+        >>> redacted_arguments(["push", "--token", "hf_abc", "--api-key=sk-1", "--llm-api-key-env", "KEY"])
+        ['push', '--token', '***', '--api-key=***', '--llm-api-key-env', 'KEY']
+    """
+    out: list[str] = []
+    secret_next = False
+    for argument in arguments:
+        name, equals, _ = argument.partition("=")
+        if secret_next:
+            out.append("***")
+        elif equals and _SECRET_OPTION.fullmatch(name):
+            out.append(f"{name}=***")
+        else:
+            out.append(argument)
+        secret_next = not secret_next and not equals and bool(_SECRET_OPTION.fullmatch(argument))
+    return out
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 @dataclass
@@ -518,6 +597,7 @@ class StageCheckpoint(Generic[R]):
             "status": status,
             "fingerprint": self.fingerprint,
             "library_version": __version__,
+            "environment": environment_record(),
             "config": config.model_dump(mode="json") if isinstance(config, BaseModel) else config,
             "counts": {"records": len(result.records), "skips": len(result.skips)},
             "skips_by_reason": result.skip_counts,

@@ -5,11 +5,24 @@ All configs forbid unknown fields, so a typo is an error rather than a silently 
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["GenerateConfig", "Round1Config", "RetrieveConfig", "RelabelConfig", "FRetConfig"]
+__all__ = [
+    "GenerateConfig",
+    "Round1Config",
+    "RetrieveConfig",
+    "RelabelConfig",
+    "FRetConfig",
+    "SAMPLING_TEMPERATURE",
+    "describe_config_change",
+]
+
+SAMPLING_TEMPERATURE = 0.7
+"""The temperature of :class:`GenerateConfig` when it samples several queries per passage and
+none is given."""
 
 
 class _Config(BaseModel):
@@ -19,9 +32,14 @@ class _Config(BaseModel):
 class GenerateConfig(_Config):
     """Settings of the ``generate`` stage (LLM writes a task and a query per seed passage).
 
+    Example:
+        >>> GenerateConfig().temperature, GenerateConfig(queries_per_passage=2).temperature
+        (0.0, 0.7)
+
     Attributes:
         queries_per_passage: Samples per passage; more than one needs ``temperature > 0``.
-        temperature: 0 decodes greedily.
+        temperature: 0 decodes greedily. Unset, it is 0 for one query per passage and
+            ``SAMPLING_TEMPERATURE`` (0.7) for more, so that the samples differ.
         few_shot_sets: Distinct sets of few-shot examples; each passage's prompt uses one,
             picked by a hash of its id. Passages with the same set share the prompt's
             prefix, which a local backend then computes once per call.
@@ -51,6 +69,18 @@ class GenerateConfig(_Config):
     max_attempts: int = Field(default=3, ge=1)
     resample_temperature: float = Field(default=0.7, gt=0.0)
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_temperature(cls, data: Any) -> Any:
+        """An unset temperature is 0 for one query per passage, and sampling's for more."""
+        if not isinstance(data, dict) or data.get("temperature") is not None:
+            return data
+        try:
+            sampling = int(data.get("queries_per_passage", 1)) > 1
+        except (TypeError, ValueError):  # an invalid count: its own error says so
+            return data
+        return {**data, "temperature": SAMPLING_TEMPERATURE if sampling else 0.0}
 
     @model_validator(mode="after")
     def _sampling_needs_temperature(self) -> GenerateConfig:
@@ -218,3 +248,51 @@ class FRetConfig(_Config):
     round1: Round1Config = Round1Config()
     retrieve: RetrieveConfig = RetrieveConfig()
     relabel: RelabelConfig = RelabelConfig()
+
+
+def describe_config_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """What differs between two configs (or any nested settings, such as a stage manifest's
+    config and backends), one ``path: old → new`` per changed value.
+
+    Args:
+        old: The settings a folder was written with (``config.model_dump(mode="json")``).
+        new: The settings of this run.
+
+    Returns:
+        ``"retrieve.top_n: 8 → 6, relabel.rank_by: rrf → auto"``, or ``""`` when nothing differs.
+        A setting only one side has shows as ``(unset)`` on the other.
+
+    Example:
+        >>> old = FRetConfig(retrieve=RetrieveConfig(top_n=8)).model_dump(mode="json")
+        >>> describe_config_change(old, FRetConfig(retrieve=RetrieveConfig(top_n=6)).model_dump(mode="json"))
+        'retrieve.top_n: 8 → 6'
+        >>> describe_config_change({"teacher": "a", "k": [1, 2]}, {"teacher": "b", "k": [1, 2], "extra": None})
+        'teacher: a → b, extra: (unset) → None'
+        >>> describe_config_change({"x": 1}, {"x": 1})
+        ''
+    """
+    old_flat, new_flat = _flattened(old), _flattened(new)
+    keys = [*old_flat, *(key for key in new_flat if key not in old_flat)]
+    changed = [key for key in keys if old_flat.get(key, _UNSET) != new_flat.get(key, _UNSET)]
+    return ", ".join(f"{key}: {_shown(old_flat.get(key, _UNSET))} → {_shown(new_flat.get(key, _UNSET))}" for key in changed)
+
+
+_UNSET = object()
+
+
+def _flattened(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flattened(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + str(key)] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def _shown(value: Any) -> str:
+    if value is _UNSET:
+        return "(unset)"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)

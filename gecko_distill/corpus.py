@@ -3,7 +3,7 @@
 Problems are either an :class:`~gecko_distill.errors.InputError` naming the file and line
 (invalid JSON, non-UTF-8 bytes or lone surrogates, a missing id, an id that is not a string
 or an integer, a title that is not a string, duplicate ids, an empty corpus) or a counted,
-logged skip (an empty passage, an exact duplicate text: the same characters once runs of
+skip, logged as one count (an empty passage, an exact duplicate text: the same characters once runs of
 whitespace are made single spaces; case counts).
 """
 
@@ -78,7 +78,9 @@ def load_passages(source: PassageSource, *, limit: int | None = None) -> StageRe
         normalised = " ".join(text.split())  # exact duplicates up to whitespace; case counts
         if normalised in first_seen_text:
             skips.append(
-                Skip(stage="corpus", item_id=pid, reason="duplicate_text", detail=f"{place} repeats {first_seen_text[normalised]}")
+                Skip(
+                    stage="corpus", item_id=pid, reason="duplicate_text", detail=f"{place} repeats {first_seen_text[normalised]}"
+                )
             )
             continue
         first_seen_text[normalised] = pid
@@ -87,11 +89,29 @@ def load_passages(source: PassageSource, *, limit: int | None = None) -> StageRe
             break
     if not passages:
         raise InputError(f"{where}: the corpus has no usable passages ({total} read, {len(skips)} blank or duplicate)")
-    for skip in skips:
-        logger.warning("corpus: skipped passage %s (%s) at %s", skip.item_id, skip.reason, skip.detail)
     result = StageResult(records=passages, skips=skips)
+    _log_skips(where, skips, result.skip_counts)
     result.stats = {"read": total, "passages": len(passages), "skipped": result.skip_counts}
     return result
+
+
+def _log_skips(where: str, skips: list[Skip], counts: dict[str, int]) -> None:
+    """One warning for all skipped passages (counts by reason and the first one), and a debug
+    line for each."""
+    for skip in skips:
+        logger.debug("corpus: skipped passage %s (%s) at %s", skip.item_id, skip.reason, skip.detail)
+    if skips:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
+        first = skips[0]
+        logger.warning(
+            "corpus: skipped %d passages (%s) in %s; the first: %s (%s) at %s; each is logged at debug level (CLI: -vv)",
+            len(skips),
+            reasons,
+            where,
+            first.item_id,
+            first.reason,
+            first.detail,
+        )
 
 
 def _fields(place: str, obj: Any, index: int) -> tuple[str, str, str]:

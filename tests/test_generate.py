@@ -66,7 +66,8 @@ def test_generate_keeps_good_queries_and_counts_skips(caplog):
 
 def test_several_queries_per_passage_need_sampling():
     with pytest.raises(ValidationError, match="needs temperature > 0"):
-        GenerateConfig(queries_per_passage=2)
+        GenerateConfig(queries_per_passage=2, temperature=0)
+    assert GenerateConfig(queries_per_passage=2).temperature == 0.7  # the CLI's default, in the API too
     llm = FakeLLM(replies=[" t\nQuery: first query here", " t\nQuery: second query here", " t\nQuery: first query here",
                            " t\nQuery: another one here"])
     passages = [Passage(id="a", text=PASSAGE), Passage(id="b", text=PASSAGE + " More.")]

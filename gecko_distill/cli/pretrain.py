@@ -8,15 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..embedder.formatting import QUERY_FORMATS
-from .options import _option_names, config_or_input_error
+from .options import PRETRAIN_OPTIONS, add_option
 
-__all__ = ["PRETRAIN_OPTIONS", "register", "pretrain_config", "pretrained_line"]
-
-#: The command-line option of each ``PretrainConfig`` field.
-PRETRAIN_OPTIONS = _option_names(
-    "epochs", "batch_size", "max_seq_length", "min_pairs", "seed", "query_format", learning_rate="--lr"
-)
+__all__ = ["register", "pretrain_config", "pretrained_line"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         >>> parser = argparse.ArgumentParser(prog="gecko-distill")
         >>> register(parser.add_subparsers(dest="command"))
         >>> args = parser.parse_args(["pretrain", "corpus.jsonl", "--out", "runs/pre", "--epochs", "2"])
-        >>> args.epochs, args.min_pairs, args.func.__name__
+        >>> config = pretrain_config(args)
+        >>> config.epochs, config.min_pairs, args.func.__name__
         (2.0, 64, '_run_pretrain')
     """
     p = subparsers.add_parser(
@@ -38,37 +33,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("corpus", help="BEIR corpus.jsonl (or the folder holding it); passages with a title give the pairs")
     p.add_argument("--out", required=True, help="output model folder")
-    p.add_argument("--qa-pairs", metavar="FILE", default=None,
-                   help='JSONL of extra pairs: {"task": ..., "anchor": ..., "positive": ...} (optional "negative")')
-    p.add_argument("--base-model", default=None, help="model folder to start from (default: all-MiniLM-L6-v2)")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-5, help="peak learning rate")
-    p.add_argument("--max-seq-length", type=int, default=256)
-    p.add_argument("--min-pairs", type=int, default=64, help="skip the stage with fewer title-passage pairs")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--query-format", choices=QUERY_FORMATS, default=None,
-                   help="input format (default: the base model's own, plain for a model not trained here)")
-    p.add_argument("--overwrite", action="store_true", help="replace a --out folder that holds something else")
+    add_option(
+        p,
+        "--qa-pairs",
+        metavar="FILE",
+        default=None,
+        shown_default="none",
+        help='JSONL of extra pairs: {"task": ..., "anchor": ..., "positive": ...} (optional "negative")',
+    )
+    add_option(
+        p,
+        "--base-model",
+        default=None,
+        metavar="MODEL",
+        help="model folder or hub id to start from",
+        shown_default="all-MiniLM-L6-v2",
+    )
+    add_option(p, "--overwrite", flag=True, in_file=False, help="replace a --out folder that holds something else")
+    PRETRAIN_OPTIONS.add_to(p)
     p.set_defaults(func=_run_pretrain)
 
 
 def pretrain_config(args: argparse.Namespace):
     """The :class:`~gecko_distill.embedder.pretrain.PretrainConfig` of the options; an invalid one is
     an ``InputError`` naming the option."""
-    from ..embedder.pretrain import PretrainConfig
-
-    return config_or_input_error(
-        PretrainConfig,
-        PRETRAIN_OPTIONS,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        max_seq_length=args.max_seq_length,
-        min_pairs=args.min_pairs,
-        seed=args.seed,
-        query_format=args.query_format,
-    )
+    return PRETRAIN_OPTIONS.build(args)
 
 
 def _run_pretrain(args: argparse.Namespace) -> int:
@@ -78,7 +67,11 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     config = pretrain_config(args)  # invalid options fail before anything is read
     passages = load_passages(args.corpus).records
     path = pretrain(
-        passages, base_model=args.base_model, output_dir=args.out, config=config, qa_pairs=args.qa_pairs,
+        passages,
+        base_model=args.base_model,
+        output_dir=args.out,
+        config=config,
+        qa_pairs=args.qa_pairs,
         overwrite=args.overwrite,
     )
     if path is None:

@@ -1,6 +1,7 @@
 """Subcommand ``run``: build FRet from a corpus, train on it, and evaluate base against distilled.
 
-``gecko-distill run CORPUS --out DIR --eval BEIR_DIR`` chains the other commands:
+``gecko-distill run CORPUS --out DIR --eval BEIR_DIR`` chains the other commands, with their
+options (``build-fret``'s, ``train``'s, and ``eval``'s ``--task`` and ``--split``):
 
 * ``DIR/fret``: ``build-fret`` (resumed if interrupted; no LLM call is repeated);
 * ``DIR/pretrained``: ``pretrain`` on the corpus's (title, passage) pairs, when it has enough
@@ -24,26 +25,34 @@ from pathlib import Path
 from ..embedder.pretrain import PRETRAIN_RECORD
 from .build_fret import build_fret_from_args
 from .options import (
+    EVAL_OPTIONS,
+    add_option,
     config_or_input_error,
     fret_arguments,
     fret_config,
     train_config,
     training_arguments,
 )
-from .pretrain import PRETRAIN_OPTIONS
 from .train import self_check_line
 
 __all__ = ["register"]
+
+#: ``run``'s evaluation settings: the task and the split (the input format is each model's own;
+#: ``--batch-size`` is training's).
+RUN_EVAL_OPTIONS = EVAL_OPTIONS.replace(
+    short={"task": "--task", "split": "--split"}, exclude=frozenset({"input_format"}), deprecated={}
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``run`` to the ``gecko-distill`` parser.
 
     Example:
+        >>> from gecko_distill.cli.options import FRET_OPTIONS
         >>> parser = argparse.ArgumentParser(prog="gecko-distill")
         >>> register(parser.add_subparsers(dest="command"))
         >>> args = parser.parse_args(["run", "corpus.jsonl", "--out", "runs/x", "--eval", "beir", "--epochs", "3"])
-        >>> args.eval, args.epochs, args.top_n
+        >>> args.eval, train_config(args).epochs, FRET_OPTIONS.build(args).retrieve.top_n
         ('beir', 3.0, 20)
     """
     p = subparsers.add_parser(
@@ -55,17 +64,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("corpus", help="BEIR corpus.jsonl (or the folder holding it): the passages FRet is built from")
     p.add_argument("--out", required=True, help="output folder: fret/, model/, reports/, quality.png")
-    evaluation = p.add_argument_group("evaluation")
-    evaluation.add_argument("--eval", metavar="BEIR_DIR", default=None,
-                            help="BEIR folder to evaluate on (its queries are never trained on)")
-    evaluation.add_argument("--task", default=None, help="task description of the evaluation queries (distilled model)")
-    evaluation.add_argument("--split", default="test", help="qrels split of --eval")
-    fret_arguments(p.add_argument_group("FRet (as in build-fret)"))
-    training = p.add_argument_group("training (as in train)")
-    training_arguments(training)
-    training.add_argument("--no-pretrain", action="store_true",
-                          help="do not pre-finetune on the corpus's (title, passage) pairs before training on FRet")
+    add_option(
+        p,
+        "--eval",
+        metavar="BEIR_DIR",
+        default=None,
+        help="BEIR folder to evaluate base and distilled on (its queries are never trained on)",
+        shown_default="none: no evaluation",
+    )
+    add_option(
+        p, "--no-pretrain", flag=True, help="do not pre-finetune on the corpus's (title, passage) pairs before training on FRet"
+    )
+    fret_arguments(p)
+    training_arguments(p)
+    RUN_EVAL_OPTIONS.add_to(p)
     p.set_defaults(func=_run)
+
+
+#: The options of ``run`` that the pre-finetuning settings come from.
+_PRETRAIN_FROM = {"batch_size": "--batch-size", "seed": "--seed", "max_seq_length": "--max-seq-length"}
 
 
 def _pretrain_config(args: argparse.Namespace):
@@ -73,21 +90,15 @@ def _pretrain_config(args: argparse.Namespace):
     seed of the training options."""
     from ..embedder.pretrain import PretrainConfig
 
-    settings = {"batch_size": args.batch_size, "seed": args.seed}
-    if args.max_seq_length is not None:
-        settings["max_seq_length"] = args.max_seq_length
-    return config_or_input_error(PretrainConfig, PRETRAIN_OPTIONS, **settings)
+    training = train_config(args)
+    settings = {"batch_size": training.batch_size, "seed": training.seed}
+    if training.max_seq_length is not None:
+        settings["max_seq_length"] = training.max_seq_length
+    return config_or_input_error(PretrainConfig, _PRETRAIN_FROM, **settings)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..embedder.evaluate import (
-        DEFAULT_TASK,
-        EvalConfig,
-        evaluate,
-        load_beir,
-        markdown_table,
-        plot_reports,
-    )
+    from ..embedder.evaluate import evaluate, load_beir, markdown_table, plot_reports
     from ..embedder.train import PROVENANCE_FILE, train, trained_from
 
     out = Path(args.out)
@@ -95,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     fret_config(args)  # invalid options fail before anything is loaded
     config = train_config(args)
     pretrain_config = None if args.no_pretrain else _pretrain_config(args)
-    eval_config = config_or_input_error(EvalConfig, task=args.task or DEFAULT_TASK, split=args.split)
+    eval_config = RUN_EVAL_OPTIONS.build(args)
     if args.eval:
         load_beir(args.eval, eval_config.split)  # a broken BEIR folder fails before any LLM call
 
@@ -106,7 +117,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"model: {model_dir} was already trained from this FRet folder with these settings; reusing it")
     else:
         train(
-            fret_dir, base_model=base_model, output_dir=model_dir, config=config, overwrite=args.overwrite,
+            fret_dir,
+            base_model=base_model,
+            output_dir=model_dir,
+            config=config,
+            overwrite=args.overwrite,
             reference_model=reference_model,
         )
         if record is not None:  # which pre-finetuned model this one started from (a rerun checks it)
@@ -124,7 +139,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     reports = []
     for label, model, input_format in runs:
-        report = evaluate(model, args.eval, dims=dims, config=eval_config.model_copy(update={"input_format": input_format}), label=label)
+        report = evaluate(
+            model, args.eval, dims=dims, config=eval_config.model_copy(update={"input_format": input_format}), label=label
+        )
         report.save(out / "reports" / f"{label}.json")
         reports.append(report)
     print(markdown_table(reports))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_option
+
 __all__ = ["register", "summary"]
 
 
@@ -32,31 +34,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fret.jsonl, which `gecko-distill train` reads. Rerunning the same command resumes and repeats no LLM call.",
     )
     p.add_argument("--out", required=True, help="output folder (resumed if it exists)")
-    p.add_argument("--llm", default=DEFAULT_SYNTH_LLM,
-                   help=f"teacher (default {DEFAULT_SYNTH_LLM}): gemma3-270m, smollm2-135m, smollm2-135m-chat, a .gguf "
-                   "file, a model folder, <api>:<model>")
-    p.add_argument("--tasks", choices=("brainstorm", "builtin", "both"), default="both",
-                   help="where tasks come from: the LLM brainstorms them, the built-in list (10 per category), or both")
-    p.add_argument("--tasks-file", default=None,
-                   help="your own tasks instead: a JSON object {category: [task, ...]} or JSON lines "
-                   "{\"category\": ..., \"task\": ...}; --categories defaults to its categories")
+    p.add_argument(
+        "--llm",
+        default=DEFAULT_SYNTH_LLM,
+        help="teacher: gemma3-270m, smollm2-135m, smollm2-135m-chat, a .gguf file, a model folder, <api>:<model>",
+    )
+    p.add_argument(
+        "--tasks",
+        choices=("brainstorm", "builtin", "both"),
+        default="both",
+        help="where tasks come from: the LLM brainstorms them, the built-in list (10 per category), or both",
+    )
+    p.add_argument(
+        "--tasks-file",
+        default=None,
+        help="your own tasks instead: a JSON object {category: [task, ...]} or JSON lines "
+        '{"category": ..., "task": ...}; --categories defaults to its categories',
+    )
     p.add_argument("--tasks-per-category", type=int, default=8, help="tasks per category from each source")
-    p.add_argument("--triplets-per-task", type=int, default=2)
-    p.add_argument("--categories", nargs="+", choices=CATEGORIES, default=None,
-                   help="categories of the taxonomy (default: all but bitext)")
+    p.add_argument("--triplets-per-task", type=int, default=2, help="examples written per task")
+    p.add_argument(
+        "--categories", nargs="+", choices=CATEGORIES, default=None, help="categories of the taxonomy (default: all but bitext)"
+    )
     p.add_argument("--languages", nargs="+", default=None, help="languages to draw from (default: English)")
-    p.add_argument("--document-words", nargs="+", type=int, default=None,
-                   help="document lengths to draw from (default: 50 100 200 300 400 500)")
-    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument(
+        "--document-words",
+        nargs="+",
+        type=int,
+        default=None,
+        help="document lengths to draw from (default: 50 100 200 300 400 500)",
+    )
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of both stages (0: greedy)")
     p.add_argument("--max-attempts", type=int, default=2, help="tries per brainstorm call and per example")
     p.add_argument("--max-new-tokens", type=int, default=768, help="token budget of one example")
-    p.add_argument("--prompt-style", choices=("auto", "completion", "instructions"), default="auto",
-                   help="completion: worked examples to continue, one text at a time, for a local model used as a "
-                   "text completer; instructions: the paper's prompts, for API and chat models; auto (default): "
-                   "completion for a local model without chat template, else instructions")
-    p.add_argument("--query-format", choices=QUERY_FORMATS, default="e5",
-                   help="e5: 'Instruct: {task}\\nQuery: {query}'; gecko: 'task: {task} | query: {query}'")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--prompt-style",
+        choices=("auto", "completion", "instructions"),
+        default="auto",
+        help="completion: worked examples to continue, one text at a time, for a local model used as a "
+        "text completer; instructions: the paper's prompts, for API and chat models; auto: "
+        "completion for a local model without chat template, else instructions",
+    )
+    add_option(
+        p,
+        "--input-format",
+        dest="query_format",
+        deprecated=["--query-format"],
+        choices=QUERY_FORMATS,
+        default="e5",
+        help="e5: 'Instruct: {task}\\nQuery: {query}'; gecko: 'task: {task} | query: {query}'",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds the placeholders")
     p.add_argument("--overwrite", action="store_true", help="rebuild stages whose saved output has another config")
     p.set_defaults(func=_run_synth)
 
@@ -128,8 +156,17 @@ def summary(stats: dict) -> str:
         s = stats[stage]
         skipped = ", ".join(f"{reason} {n}" for reason, n in sorted(s.get("skipped", {}).items())) or "-"
         tokens = s.get("llm_prompt_tokens", 0) + s.get("llm_completion_tokens", 0)
-        rows.append((stage, str(s[kept]), skipped, str(s.get("llm_calls", 0)), str(s.get("llm_cached", 0)),
-                     str(tokens), f"{s.get('wall_time_s', 0):.1f}"))
+        rows.append(
+            (
+                stage,
+                str(s[kept]),
+                skipped,
+                str(s.get("llm_calls", 0)),
+                str(s.get("llm_cached", 0)),
+                str(tokens),
+                f"{s.get('wall_time_s', 0):.1f}",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:

@@ -14,7 +14,7 @@ import logging
 import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -25,9 +25,13 @@ from ..records import Passage
 from . import formatting
 from .formatting import QueryFormat
 
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
 __all__ = [
     "PROVENANCE_FILE",
     "model_input_format",
+    "recorded_input_format",
     "resolve_input_format",
     "encode_queries",
     "encode_documents",
@@ -48,7 +52,9 @@ QueryInput = Union[str, tuple[str, str]]
 DocumentInput = Union[str, Passage, Mapping[str, Any]]
 
 
-def load_model(model: Any = None, *, truncate_dim: int | None = None, device: str | None = None) -> Any:
+def load_model(
+    model: str | Path | SentenceTransformer | None = None, *, truncate_dim: int | None = None, device: str | None = None
+) -> SentenceTransformer:
     """A ``SentenceTransformer``: the offline default for ``None``, loaded from a folder for a
     path, from the Hugging Face hub (or its local cache) for a hub id, or ``model`` itself when
     it is already a model.
@@ -123,9 +129,23 @@ def model_input_format(model: Any) -> QueryFormat:
         >>> model_input_format(None)
         'plain'
     """
+    return recorded_input_format(model) or "plain"
+
+
+def recorded_input_format(model: Any) -> QueryFormat | None:
+    """The input format that a model trained here was saved with (its ``gecko_distill.json``),
+    or ``None`` for any other model.
+
+    Raises:
+        InputError: The file is not valid JSON, or names an unknown format.
+
+    Example:
+        >>> recorded_input_format(None) is None
+        True
+    """
     folder = model_folder(model)
     if folder is None or not (folder / PROVENANCE_FILE).is_file():
-        return "plain"
+        return None
     try:
         chosen = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8")).get("query_format", "gecko")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -136,22 +156,28 @@ def model_input_format(model: Any) -> QueryFormat:
 
 
 def resolve_input_format(model: Any, requested: QueryFormat | None) -> QueryFormat:
-    """``requested``, or the model's own format when it is ``None``; a format other than the one
-    the model was trained in is logged as a warning.
+    """``requested``, or the model's own format when it is ``None``. Asking a model trained here
+    for a format other than the one it was trained in logs a warning; a model trained elsewhere
+    has no recorded format (plain is the default guess), so any format is taken silently.
 
     Example:
         >>> resolve_input_format(None, None), resolve_input_format(None, "gecko")
         ('plain', 'gecko')
     """
-    own = model_input_format(model)
+    recorded = recorded_input_format(model)
     if requested is None:
-        return own
-    if requested != own and model_folder(model) is not None and own != "plain":
-        logger.warning("the model was trained in the %r input format, but %r was asked for", own, requested)
+        return recorded or "plain"
+    if recorded is not None and requested != recorded:
+        logger.warning(
+            "the model was trained in the %r input format, but %r was asked for: its vectors will be worse than "
+            "they can be (leave the format unset to use the model's own)",
+            recorded,
+            requested,
+        )
     return requested
 
 
-def embedding_dimension(model: Any) -> int:
+def embedding_dimension(model: SentenceTransformer) -> int:
     """Output dimension of a ``SentenceTransformer`` (after its own ``truncate_dim``, if set).
 
     Example:
@@ -258,7 +284,7 @@ def format_documents(documents: Sequence[DocumentInput], query_format: QueryForm
 
 
 def encode_queries(
-    model: Any,
+    model: str | Path | SentenceTransformer | None,
     queries: Sequence[QueryInput],
     *,
     task: str | None = None,
@@ -295,7 +321,11 @@ def encode_queries(
 
 
 def encode_documents(
-    model: Any, documents: Sequence[DocumentInput], *, query_format: QueryFormat | None = None, **encode_kwargs: Any
+    model: str | Path | SentenceTransformer | None,
+    documents: Sequence[DocumentInput],
+    *,
+    query_format: QueryFormat | None = None,
+    **encode_kwargs: Any,
 ) -> np.ndarray:
     """Embed documents in the model's input format (Gecko's ``title: {title} | text: {text}``
     by default).
@@ -320,7 +350,7 @@ def encode_documents(
     return _encode(loaded, format_documents(documents, chosen), encode_kwargs)
 
 
-def _encode(model: Any, texts: list[str], encode_kwargs: dict[str, Any]) -> np.ndarray:
+def _encode(model: SentenceTransformer, texts: list[str], encode_kwargs: dict[str, Any]) -> np.ndarray:
     kwargs = {"normalize_embeddings": True, "convert_to_numpy": True, "show_progress_bar": None, **encode_kwargs}
     vectors = model.encode(texts, **kwargs)
     return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,7 +25,10 @@ from .._version import __version__
 from ..errors import InputError
 from . import formatting
 from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, load_model, resolve_input_format
-from .formatting import QueryFormat
+from .formatting import DEFAULT_TASK, QueryFormat
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 __all__ = [
     "EvalConfig",
@@ -41,9 +44,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Task description given to queries in the ``"gecko"`` and ``"e5"`` input formats.
-DEFAULT_TASK = "Given a query, retrieve passages that answer it"
 
 _METRICS = ("ndcg_at_10", "mrr_at_10", "recall_at_10", "recall_at_100")
 _METRIC_LABELS = {"ndcg_at_10": "nDCG@10", "mrr_at_10": "MRR@10", "recall_at_10": "Recall@10", "recall_at_100": "Recall@100"}
@@ -226,7 +226,7 @@ def beir_evaluator(
     config: EvalConfig | None = None,
     truncate_dim: int | None = None,
     name: str = "",
-    model: Any = None,
+    model: str | Path | SentenceTransformer | None = None,
 ) -> Any:
     """An ``InformationRetrievalEvaluator`` over a BEIR folder, with our input format.
 
@@ -266,7 +266,7 @@ def beir_evaluator(
 
 
 def evaluate(
-    model: Any,
+    model: str | Path | SentenceTransformer | None,
     beir_dir: str | Path,
     *,
     dims: Sequence[int] | None = None,
@@ -325,7 +325,7 @@ def evaluate(
     )
 
 
-def _embed(model: Any, texts: list[str], batch_size: int) -> np.ndarray:
+def _embed(model: SentenceTransformer, texts: list[str], batch_size: int) -> np.ndarray:
     vectors = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=None)
     return np.asarray(vectors, dtype=np.float32)
 
@@ -357,7 +357,7 @@ def _score_at(evaluator: Any, doc_vectors: np.ndarray, query_vectors: np.ndarray
     )
 
 
-def _model_label(model: Any, st_model: Any) -> str:
+def _model_label(model: str | Path | SentenceTransformer | None, st_model: SentenceTransformer) -> str:
     if isinstance(model, (str, Path)):
         return str(model)
     try:

@@ -13,6 +13,11 @@ by one setting (``TrainConfig.query_format``, ``SynthConfig.query_format``, ``Ev
 
 Symmetric tasks (sentence similarity, paraphrase, duplicate and parallel-sentence retrieval)
 put the query format on both sides, as Gecko does: see :func:`is_symmetric_task`.
+
+Every format is a fixed text before the query or document (for a document without a title), so
+a saved model carries it as sentence-transformers prompts (:func:`query_prompt`,
+:func:`document_prompt`): ``SentenceTransformer(path).encode_query(...)`` then formats as
+:func:`format_query` does, without this library.
 """
 
 from __future__ import annotations
@@ -22,13 +27,26 @@ from typing import Literal, get_args
 
 from ..errors import InputError
 
-__all__ = ["QueryFormat", "QUERY_FORMATS", "format_query", "format_document", "format_target", "is_symmetric_task"]
+__all__ = [
+    "QueryFormat",
+    "QUERY_FORMATS",
+    "DEFAULT_TASK",
+    "format_query",
+    "format_document",
+    "format_target",
+    "is_symmetric_task",
+    "query_prompt",
+    "document_prompt",
+]
 
 #: An input format: how queries (and the documents they are matched with) are written.
 QueryFormat = Literal["gecko", "e5", "plain"]
 
 #: The valid :data:`QueryFormat` values.
 QUERY_FORMATS: tuple[str, ...] = get_args(QueryFormat)
+
+#: The task description of a query that comes without one (evaluation, a saved model's query prompt).
+DEFAULT_TASK = "Given a query, retrieve passages that answer it"
 
 
 def format_query(task: str, query: str, query_format: QueryFormat = "gecko") -> str:
@@ -126,6 +144,38 @@ def format_target(task: str, text: str, title: str = "", input_format: QueryForm
     if symmetric:
         return format_query(task, f"{title} {text}".strip(), input_format)
     return format_document(text, title, input_format)
+
+
+def query_prompt(task: str = DEFAULT_TASK, query_format: QueryFormat = "gecko") -> str:
+    """The text :func:`format_query` puts before a query: ``query_prompt(task, f) + query`` is
+    ``format_query(task, query, f)`` for a query without surrounding whitespace. It is the
+    sentence-transformers ``prompt`` (or saved ``"query"`` prompt) of that task and format.
+
+    Example:
+        >>> query_prompt("Find the command")
+        'task: Find the command | query: '
+        >>> query_prompt("Find the command", "e5") + "list files" == format_query("Find the command", "list files", "e5")
+        True
+        >>> query_prompt("Find the command", "plain")
+        ''
+    """
+    return format_query(task, "", query_format)
+
+
+def document_prompt(document_format: QueryFormat = "gecko") -> str:
+    """The text :func:`format_document` puts before a document without a title:
+    ``document_prompt(f) + text`` is ``format_document(text, "", f)`` for a text without
+    surrounding whitespace. It is the saved ``"document"`` prompt of a model.
+
+    Example:
+        >>> document_prompt()
+        'title: none | text: '
+        >>> document_prompt() + "Copy files." == format_document("Copy files.")
+        True
+        >>> document_prompt("e5"), document_prompt("plain")
+        ('', '')
+    """
+    return format_document("", "", document_format)
 
 
 def _checked(input_format: str) -> str:

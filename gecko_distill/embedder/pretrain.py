@@ -35,15 +35,18 @@ import logging
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._io import _json_lines, fingerprint
+from .._io import _json_lines, environment_record, fingerprint
 from .._version import __version__
 from ..errors import InputError, StaleOutputError
 from ..records import FRetExample, GeneratedQuery, Passage
 from .formatting import QueryFormat
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 __all__ = [
     "PretrainConfig",
@@ -265,7 +268,7 @@ def _check_qa_row(place: str, row: Any) -> None:
 def pretrain(
     passages: Any,
     *,
-    base_model: Any = None,
+    base_model: str | Path | SentenceTransformer | None = None,
     output_dir: str | Path,
     config: PretrainConfig | None = None,
     qa_pairs: QAPairs | None = None,
@@ -319,13 +322,13 @@ def pretrain(
 
     from .embedding_cache import embedder_identity
     from .encoding import load_model
-    from .train import _base_label
+    from .model_card import model_label
 
     identity = fingerprint(
         "pretrain",
         [(e.id, e.query, e.positive.text) for e in examples],
         qa_rows,
-        embedder_identity(load_model(base_model)) or _base_label(base_model),  # also checks the model loads
+        embedder_identity(load_model(base_model)) or model_label(base_model),  # also checks the model loads
         config,
     )
     if _reusable(output_dir, identity, overwrite):
@@ -333,8 +336,9 @@ def pretrain(
         return output_dir
     record = {
         "library_version": __version__,
+        "environment": environment_record(),  # provenance only: never in the identity above
         "identity": identity,
-        "base_model": _base_label(base_model),
+        "base_model": model_label(base_model),
         "task": TITLE_TASK,
         "pairs": {"title": counts["pairs"], "qa": len(qa_rows), "total": counts["pairs"] + len(qa_rows)},
         "skipped": {
@@ -420,7 +424,13 @@ def _reusable(output_dir: Path, identity: str, overwrite: bool) -> bool:
     return False
 
 
-def _train(examples: list[FRetExample], qa_rows: list[dict[str, Any]], model: Any, config: PretrainConfig, folder: Path) -> None:
+def _train(
+    examples: list[FRetExample],
+    qa_rows: list[dict[str, Any]],
+    model: str | Path | SentenceTransformer | None,
+    config: PretrainConfig,
+    folder: Path,
+) -> None:
     from .selfcheck import SelfCheckConfig
     from .train import TrainConfig, train
 

@@ -14,6 +14,12 @@ Nothing here is a training loop or a loss of our own: :func:`train` maps records
   ``"query_to_query"``, one joint softmax, as in Gecko's loss),
 * ``BatchSamplers.NO_DUPLICATES``, so a passage shared by two examples never appears twice in a
   batch (it would be a false in-batch negative).
+
+The saved model describes itself: its input format is saved as sentence-transformers prompts
+(``encode_query``/``encode_document`` format text as training did, see
+:func:`~gecko_distill.embedder.formatting.query_prompt`), its card names the base model, language,
+licence and training data (:mod:`gecko_distill.embedder.model_card`), and ``gecko_distill.json``
+records the FRet manifest, the config, the formats and the run's environment.
 """
 
 from __future__ import annotations
@@ -23,12 +29,12 @@ import logging
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .._io import read_jsonl
+from .._io import environment_record, read_jsonl
 from .._lazy import require
 from .._version import __version__
 from ..errors import InputError
@@ -44,8 +50,15 @@ from .encoding import (
     load_model,
     model_input_format,
 )
-from .formatting import QUERY_FORMATS, QueryFormat
+from .formatting import DEFAULT_TASK, QUERY_FORMATS, QueryFormat, document_prompt, query_prompt
+from .model_card import base_model_id, describe_training, gecko_distill_section
+from .model_card import model_label as _base_label
 from .selfcheck import SelfCheckConfig, SelfCheckReport, choose_variant, holdout_split, passage_pool, score_variant
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+ModelInput = Union[str, Path, "SentenceTransformer", None]
 
 __all__ = [
     "TrainConfig",
@@ -61,8 +74,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Written next to the model: FRet manifest, training config, input formats, library version.
 
 FRET = "fret"
 
@@ -110,7 +121,11 @@ class TrainConfig(BaseModel):
             imposing the Gecko format on the base MiniLM costs 0.27 nDCG@10 before training, more
             than a small FRet set gives back; ``"gecko"`` is for large FRet sets. Query with the same format
             (``encode_queries(..., query_format=...)``); the model's ``gecko_distill.json``
-            records it.
+            records it, and its prompts carry it.
+        prompt_task: The task description of the saved model's ``"query"`` prompt (in the
+            ``"gecko"`` and ``"e5"`` formats), which ``SentenceTransformer.encode_query`` uses
+            for a query given without one; a query of another task takes
+            ``prompt=query_prompt(task, format)``. It does not change training.
         self_check: The check against degradation (:mod:`gecko_distill.embedder.selfcheck`): a
             slice of FRet held out of training, on which the base and the distilled model
             are compared at every dimension; the saved model is the best blend of the two
@@ -134,6 +149,7 @@ class TrainConfig(BaseModel):
     eval_steps: int | None = Field(default=None, ge=1)
     logging_steps: int = Field(default=10, ge=1)
     query_format: QueryFormat | None = None
+    prompt_task: str = Field(default=DEFAULT_TASK, min_length=1)
     self_check: SelfCheckConfig = SelfCheckConfig()
 
     @field_validator("mix_ratios")
@@ -270,7 +286,7 @@ def labelled_dataset(name: str, rows: ExtraData, query_format: QueryFormat = "ge
     return datasets.Dataset.from_dict(columns)
 
 
-def build_loss(model: Any, config: TrainConfig, dims: Sequence[int]) -> Any:
+def build_loss(model: SentenceTransformer, config: TrainConfig, dims: Sequence[int]) -> Any:
     """``MatryoshkaLoss`` around ``MultipleNegativesRankingLoss`` with the configured directions."""
     losses = require("sentence_transformers.sentence_transformer.losses", "sentence-transformers>=6")
     inner = losses.MultipleNegativesRankingLoss(
@@ -282,13 +298,13 @@ def build_loss(model: Any, config: TrainConfig, dims: Sequence[int]) -> Any:
 def train(
     examples: Sequence[FRetExample] | str | Path,
     *,
-    base_model: Any = None,
+    base_model: ModelInput = None,
     output_dir: str | Path,
     config: TrainConfig | None = None,
     extra_datasets: Mapping[str, ExtraData] | None = None,
     evaluator: Any = None,
     overwrite: bool = False,
-    reference_model: Any = None,
+    reference_model: ModelInput = None,
 ) -> Path:
     """Fine-tune an embedder on FRet with a Matryoshka contrastive loss and save it.
 
@@ -315,7 +331,9 @@ def train(
 
     Returns:
         ``output_dir``. ``SentenceTransformer(output_dir, truncate_dim=d)`` loads the model; its
-        ``README.md`` and ``gecko_distill.json`` record the FRet manifest and this config.
+        ``encode_query`` and ``encode_document`` format text as it was trained (its saved
+        prompts); its ``README.md`` card names its base model, licence and training data, and
+        its ``gecko_distill.json`` records the FRet manifest, this config and the environment.
 
     Raises:
         InputError: Missing or empty FRet data, a bad extra dataset or mix ratio, a
@@ -355,7 +373,7 @@ def train(
         ", ".join(f"{k}={len(v)}" for k, v in sets.items()), list(dims), config.query_format,
     )
 
-    _describe_card(model, sets, manifest, base_model)
+    describe_training(model, base_model=base_model, manifest=manifest, train_sets={k: len(v) for k, v in sets.items()})
     trainer = _trainer(model, sets, build_loss(model, config, dims), config, evaluator, output_dir)
     _clear_output(output_dir)
     trainer.train()
@@ -365,18 +383,30 @@ def train(
             "texts (every passage may appear once per batch); lower batch_size or use more passages"
         )
     check = _self_check(model, base_weights, base_format, held_out, fret, dims, config)
+    saved_format = check.chosen.input_format if check.chosen is not None else config.query_format
+    _set_prompts(model, saved_format, config.prompt_task)
     model.save(str(output_dir))
     sizes = {k: len(v) for k, v in sets.items()}
-    _write_provenance(output_dir, manifest, config, dims, sizes, _base_label(base_model), check)
+    _write_provenance(output_dir, manifest, config, dims, sizes, base_model, check, saved_format)
     logger.info("train: saved %s", output_dir)
     return output_dir
 
 
-def _weights(model: Any) -> dict[str, Any]:
+def _set_prompts(model: SentenceTransformer, input_format: QueryFormat, task: str) -> None:
+    """Save the input format as the model's only prompts (a base model's own prompts, say E5's
+    ``"query: "``, were not trained with), and no default prompt: ``encode_query`` and
+    ``encode_document`` then format text as :func:`~gecko_distill.embedder.encoding.encode_queries`
+    and ``encode_documents`` do, while a plain ``encode`` (which this library uses, on text it has
+    formatted) adds nothing."""
+    model.prompts = {"query": query_prompt(task, input_format), "document": document_prompt(input_format)}
+    model.default_prompt_name = None
+
+
+def _weights(model: SentenceTransformer) -> dict[str, Any]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _reference_weights(model: Any, reference_model: Any) -> dict[str, Any]:
+def _reference_weights(model: SentenceTransformer, reference_model: ModelInput) -> dict[str, Any]:
     """The weights the self-check compares against: ``model``'s own (before training), or those
     of ``reference_model``, which must have the same parameters."""
     loaded = model if reference_model is None else load_model(reference_model)
@@ -394,7 +424,7 @@ def _reference_weights(model: Any, reference_model: Any) -> dict[str, Any]:
     return reference
 
 
-def _blend(model: Any, tuned: dict[str, Any], base: dict[str, Any], alpha: float) -> None:
+def _blend(model: SentenceTransformer, tuned: dict[str, Any], base: dict[str, Any], alpha: float) -> None:
     """Load ``alpha · tuned + (1 − alpha) · base`` into ``model`` (WiSE-FT)."""
     model.load_state_dict(
         {k: (alpha * v + (1 - alpha) * base[k]) if v.is_floating_point() else v for k, v in tuned.items()}
@@ -402,7 +432,7 @@ def _blend(model: Any, tuned: dict[str, Any], base: dict[str, Any], alpha: float
 
 
 def _self_check(
-    model: Any,
+    model: SentenceTransformer,
     base_weights: dict[str, Any] | None,
     base_format: QueryFormat,
     held_out: Sequence[FRetExample],
@@ -462,7 +492,7 @@ def _self_check(
     return report
 
 
-def trained_from(output_dir: str | Path, examples: str | Path, *, config: TrainConfig, base_model: Any = None) -> bool:
+def trained_from(output_dir: str | Path, examples: str | Path, *, config: TrainConfig, base_model: ModelInput = None) -> bool:
     """Whether ``output_dir`` holds a model that :func:`train` made from this data and config.
 
     It compares the model's ``gecko_distill.json`` with the FRet folder's manifest fingerprint,
@@ -577,35 +607,7 @@ def mix_datasets(sets: Mapping[str, Any], ratios: Mapping[str, float], *, seed: 
     return mixed
 
 
-def _describe_card(model: Any, sets: dict[str, Any], manifest: dict[str, Any], base_model: Any) -> None:
-    card = model.model_card_data
-    card.local_files_only = True
-    card.model_name = f"{_base_label(base_model)} distilled on FRet with gecko_distill"
-    card.train_datasets = [{"name": _fret_card_name(manifest) if name == FRET else name} for name in sets]
-    card.add_tags(["gecko_distill", "fret", "matryoshka"])
-
-
-def _base_label(base_model: Any) -> str:
-    if base_model is None:
-        return "all-MiniLM-L6-v2"
-    if isinstance(base_model, (str, Path)):
-        return Path(base_model).name or str(base_model)
-    try:
-        return Path(base_model[0].auto_model.config._name_or_path).name
-    except (AttributeError, TypeError, IndexError, KeyError):
-        return type(base_model).__name__
-
-
-def _fret_card_name(manifest: dict[str, Any]) -> str:
-    details = []
-    if isinstance(manifest.get("teacher"), str):
-        details.append(f"teacher {manifest['teacher']}")
-    if isinstance(manifest.get("config_hash"), str):
-        details.append(f"config {manifest['config_hash'][:12]}")
-    return f"FRet ({', '.join(details)})" if details else "FRet"
-
-
-def _trainer(model: Any, sets: dict[str, Any], loss: Any, config: TrainConfig, evaluator: Any, output_dir: Path) -> Any:
+def _trainer(model: SentenceTransformer, sets: dict[str, Any], loss: Any, config: TrainConfig, evaluator: Any, output_dir: Path) -> Any:
     st = require("sentence_transformers", "sentence-transformers>=6")
     sampler = require("sentence_transformers.base.sampler", "sentence-transformers>=6")
     datasets = require("datasets", "gecko-distill[train]")
@@ -645,13 +647,17 @@ def _write_provenance(
     config: TrainConfig,
     dims: Sequence[int],
     sizes: dict[str, int],
-    base: str,
+    base_model: ModelInput,
     check: SelfCheckReport,
+    query_format: QueryFormat,
 ) -> None:
-    query_format = check.chosen.input_format if check.chosen is not None else config.query_format
+    """Write ``gecko_distill.json`` and add its short summary to the card sentence-transformers
+    wrote (:func:`~gecko_distill.embedder.model_card.gecko_distill_section`)."""
     provenance = {
         "library_version": __version__,
-        "base_model": base,
+        "environment": environment_record(),
+        "base_model": _base_label(base_model),
+        "base_model_id": base_model_id(base_model),
         "fret_manifest": manifest,
         "train_config": config.model_dump(mode="json"),
         "matryoshka_dims": list(dims),
@@ -660,20 +666,9 @@ def _write_provenance(
         "trained_query_format": config.query_format,
         "query_template": formatting.format_query("{task}", "{query}", query_format),
         "document_template": formatting.format_document("{text}", "{title}", query_format),
+        "prompts": {"query": query_prompt(config.prompt_task, query_format), "document": document_prompt(query_format)},
         "self_check": check.model_dump(mode="json"),
     }
-    (output_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
-    section = (
-        "\n## gecko_distill provenance\n\n"
-        f"Distilled from {base} with gecko_distill on LLM-labelled data. Encode queries as "
-        f"`{provenance['query_template']!r}` and documents as `{provenance['document_template']!r}` "
-        f"(`gecko_distill.embedder.encoding.encode_queries` / `encode_documents` with `query_format={query_format!r}` "
-        "do this); any of the Matryoshka "
-        f"dimensions {list(dims)} can be used with `SentenceTransformer(path, truncate_dim=d)`.\n\n"
-        f"Self-check: {check.summary()} (status: {check.status}; saved: {check.saved}).\n\n"
-        "FRet manifest:\n\n```json\n" + json.dumps(manifest, indent=2, sort_keys=True) + "\n```\n\n"
-        "Training config:\n\n```json\n" + json.dumps(provenance["train_config"], indent=2, sort_keys=True) + "\n```\n"
-    )
-    readme = output_dir / "README.md"
-    with readme.open("a", encoding="utf-8") as f:
-        f.write(section)
+    (output_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    with (output_dir / "README.md").open("a", encoding="utf-8") as f:
+        f.write(gecko_distill_section(provenance, self_check_summary=check.summary()))

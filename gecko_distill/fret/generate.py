@@ -27,7 +27,7 @@ from ..records import GeneratedQuery, Passage
 from ..text import normalise, repeats_phrase, truncate_words, words
 from .prompts import FEW_SHOT_POOL, generation_prompt
 
-__all__ = ["few_shot_set", "generate", "parse_generation"]
+__all__ = ["few_shot_set", "generate", "load_backend", "parse_generation"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ def generate(
 
     Args:
         passages: Seed passages.
-        llm: Any backend implementing the :class:`~gecko_distill.llm.LLM` Protocol.
+        llm: Any backend implementing the :class:`~gecko_distill.llm.LLM` Protocol. One with a
+            ``load()`` method (the offline teacher) is loaded, when items remain to be written,
+            before the progress bar opens.
         config: Stage settings; defaults to :class:`GenerateConfig()`.
         checkpoint: Where finished items are kept (and resumed from); in memory if omitted.
 
@@ -73,6 +75,9 @@ def generate(
         # Prompts with the same few-shot set share their prefix: asked together, a local
         # backend computes it once.
         items = dict(sorted(items.items(), key=lambda kv: few_shot_set(kv[1][0], kv[1][1], 0, config)))
+        done = checkpoint.done_ids
+        if any(item_id not in done for item_id in items):
+            load_backend(llm)
         retried = generate_with_resampling(llm, items, _resampling(config), checkpoint, usage)
     stats = {
         "passages": len(passages),
@@ -84,6 +89,24 @@ def generate(
     }
     order = [_query_id(p, k) for p in passages for k in range(config.queries_per_passage)]
     return checkpoint.finish(order, stats, config)
+
+
+def load_backend(llm: LLM) -> None:
+    """Load a lazily loaded backend now, if it can be (it has a ``load()`` method, as the
+    offline teacher does), so that its loading is over, and logged, before a progress bar opens.
+
+    Example:
+        >>> class Lazy:
+        ...     loaded = False
+        ...     def load(self):
+        ...         self.loaded = True
+        >>> llm = Lazy(); load_backend(llm); llm.loaded
+        True
+        >>> load_backend(object())  # nothing to load
+    """
+    load = getattr(llm, "load", None)
+    if callable(load):
+        load()
 
 
 def _resampling(config: GenerateConfig) -> Resampling[tuple[Passage, int], GeneratedQuery]:

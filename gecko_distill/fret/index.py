@@ -38,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._lazy import require
+from .._quiet import quiet_import
 from ..config import RetrieveConfig
 from ..errors import InputError
 
@@ -57,6 +58,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 IndexKind = Literal["flat", "ivf", "hnsw"]
+
+
+def _faiss() -> Any:
+    """The ``faiss`` module; its loader's INFO lines (which CPU build it tried) are hidden."""
+    with quiet_import("faiss.loader"):
+        return require("faiss", "faiss-cpu")
+
 
 SEARCH_CHUNK = 4096
 """Queries searched at once: the largest temporary is ``SEARCH_CHUNK × k`` results (plus FAISS's
@@ -108,7 +116,7 @@ def build_index(vectors: np.ndarray, config: RetrieveConfig, kind: IndexKind | N
         The index, and a FAISS factory-style description (``"Flat"``, ``"IVF2000,Flat"``,
         ``"HNSW32,Flat"``); the search breadth is set later (:func:`set_search_breadth`).
     """
-    faiss = require("faiss", "faiss-cpu")
+    faiss = _faiss()
     vectors = _as_float32(vectors)
     n, dim = vectors.shape
     if n == 0:
@@ -160,7 +168,7 @@ def exact_search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` by inner product without building an index (FAISS ``knn`` works through
     fixed-size blocks), in chunks of queries; for measuring an approximate index."""
-    faiss = require("faiss", "faiss-cpu")
+    faiss = _faiss()
     queries, vectors = _as_float32(queries), _as_float32(vectors)
     scores = np.empty((len(queries), k), dtype=np.float32)
     ids = np.empty((len(queries), k), dtype=np.int64)
@@ -190,7 +198,7 @@ def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
 def set_search_breadth(index: Any, breadth: int) -> str:
     """Set ``nprobe`` of an IVF index or ``efSearch`` of an HNSW index; returns the parameter
     as text (``"nprobe=16"``), or ``""`` for an exact index."""
-    faiss = require("faiss", "faiss-cpu")
+    faiss = _faiss()
     if isinstance(index, faiss.IndexHNSW):
         index.hnsw.efSearch = breadth
         return f"efSearch={breadth}"
@@ -240,7 +248,7 @@ def tune_and_measure(
     Returns:
         The :class:`IndexCheck`; the index is left set to the chosen breadth.
     """
-    faiss = require("faiss", "faiss-cpu")
+    faiss = _faiss()
     rng = np.random.default_rng(config.seed)
     picked = np.sort(rng.permutation(len(queries))[: 2 * config.recall_queries])
     half = (len(picked) + 1) // 2

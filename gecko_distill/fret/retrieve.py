@@ -82,9 +82,7 @@ def embedder_name(embedder: Any) -> str:
             )
         return _files_identity(folder)
     if isinstance(embedder, (bytes, bytearray)) or not callable(getattr(embedder, "encode", None)):
-        raise InputError(
-            f"embedder must be a SentenceTransformer, a model folder or None, not {type(embedder).__name__}"
-        )
+        raise InputError(f"embedder must be a SentenceTransformer, a model folder or None, not {type(embedder).__name__}")
     identity = embedder_identity(embedder)
     if identity is None:
         logger.warning(
@@ -118,8 +116,12 @@ def _local_model(name: str | Path) -> Path | None:
 def _files_identity(path: Path) -> str:
     """``"<absolute path>|<hash>"`` over the files of a model folder (see :func:`embedder_name`)."""
     root = path.resolve()
-    files = [root] if root.is_file() else sorted(
-        f for f in root.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts)
+    files = (
+        [root]
+        if root.is_file()
+        else sorted(
+            f for f in root.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts)
+        )
     )
     digest = hashlib.sha256()
     for file in files:
@@ -230,7 +232,11 @@ def retrieve(
         logger.log(
             level,
             "retrieve: %s over %d passages: recall@%d %.3f against exact search on %d sampled queries",
-            description, len(unique), top_n, recall, measured,
+            description,
+            len(unique),
+            top_n,
+            recall,
+            measured,
         )
     scores, neighbours = search(index, query_vectors, top_n) if pending else (None, None)
 
@@ -321,6 +327,7 @@ def _count_over_limit(model: Any, texts: list[str], max_tokens: int | None, chun
         return 0
     over = 0
     for start in range(0, len(texts), chunk):
-        lengths = tokenizer(texts[start : start + chunk], add_special_tokens=True, truncation=False)["input_ids"]
+        # verbose=False: counting is not encoding, so no "sequence length is longer than" warning
+        lengths = tokenizer(texts[start : start + chunk], add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         over += sum(len(ids) > max_tokens for ids in lengths)
     return over
