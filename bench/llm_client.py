@@ -126,13 +126,17 @@ def main() -> int:
             rate, ideal = n / elapsed, c / args.latency
             ok = rate >= 0.8 * ideal
             failed |= not ok
-            print(f"{backend:8} {c:>5} {n:>8} {elapsed:>8.2f} {rate:>8.1f} {0.8 * ideal:>8.1f} {rate / ideal:>6.2f}{'' if ok else '  BELOW TARGET'}")
+            print(
+                f"{backend:8} {c:>5} {n:>8} {elapsed:>8.2f} {rate:>8.1f} {0.8 * ideal:>8.1f} {rate / ideal:>6.2f}{'' if ok else '  BELOW TARGET'}"
+            )
     print(f"\nwarm-cache rerun ({args.cache_requests} requests, concurrency {max(args.concurrency)}); target >= 50x")
     for backend in backends:
         cold, warm = cache_speedup(backend, args.latency, max(args.concurrency), args.cache_requests)
         ok = cold / warm >= 50
         failed |= not ok
-        print(f"{backend:8} cold {cold:6.2f}s  warm {warm * 1000:7.1f} ms  speed-up {cold / warm:8.0f}x{'' if ok else '  BELOW TARGET'}")
+        print(
+            f"{backend:8} cold {cold:6.2f}s  warm {warm * 1000:7.1f} ms  speed-up {cold / warm:8.0f}x{'' if ok else '  BELOW TARGET'}"
+        )
     return 1 if failed else 0
 
 

@@ -30,10 +30,56 @@ FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. Th
 KEY = "{name}'s pass key is {passkey}. Remember it. {passkey} is the pass key of {name}."
 QUERY = "what is {name}'s pass key?"
 TASK = "Given a person's name, retrieve the document that holds their pass key"
-FIRST = ["Alice", "Bruno", "Chen", "Dalia", "Emeka", "Farah", "Goran", "Hana", "Ivan", "Jamal", "Kiri", "Lena",
-         "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tomoko", "Uma", "Viktor", "Wen", "Yusuf"]
-LAST = ["Abbott", "Berg", "Castillo", "Dubois", "Eriksen", "Fischer", "Gupta", "Horvat", "Ito", "Jansen", "Kowalski",
-        "Lindqvist", "Moreau", "Nakamura", "Okafor", "Petrov", "Quispe", "Rossi", "Sato", "Tanaka", "Varga", "Weber"]
+FIRST = [
+    "Alice",
+    "Bruno",
+    "Chen",
+    "Dalia",
+    "Emeka",
+    "Farah",
+    "Goran",
+    "Hana",
+    "Ivan",
+    "Jamal",
+    "Kiri",
+    "Lena",
+    "Mateo",
+    "Nadia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tomoko",
+    "Uma",
+    "Viktor",
+    "Wen",
+    "Yusuf",
+]
+LAST = [
+    "Abbott",
+    "Berg",
+    "Castillo",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Gupta",
+    "Horvat",
+    "Ito",
+    "Jansen",
+    "Kowalski",
+    "Lindqvist",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Quispe",
+    "Rossi",
+    "Sato",
+    "Tanaka",
+    "Varga",
+    "Weber",
+]
 
 
 @dataclass
@@ -110,8 +156,12 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="sentence-transformers folder (default all-MiniLM-L6-v2)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 256, 512, 1024])
     parser.add_argument("--candidates", type=int, default=100)
-    parser.add_argument("--format", choices=["plain", "gecko", "e5"], default="plain",
-                        help="plain: raw texts; gecko: 'task: … | query: …' / 'title: none | text: …'; e5: 'Instruct: …\\nQuery: …'")
+    parser.add_argument(
+        "--format",
+        choices=["plain", "gecko", "e5"],
+        default="plain",
+        help="plain: raw texts; gecko: 'task: … | query: …' / 'title: none | text: …'; e5: 'Instruct: …\\nQuery: …'",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -121,8 +171,10 @@ def main() -> None:
     tokenizer = model.tokenizer
     specials = len(tokenizer("a").input_ids) - _count(tokenizer, "a")
     print(f"model: {args.model or default_embedder_path()}")
-    print(f"max_seq_length: {limit} tokens ({specials} of them special); {args.candidates} candidates per length; "
-          f"format {args.format}; seed {args.seed}; chance {1 / args.candidates:.0%}\n")
+    print(
+        f"max_seq_length: {limit} tokens ({specials} of them special); {args.candidates} candidates per length; "
+        f"format {args.format}; seed {args.seed}; chance {1 / args.candidates:.0%}\n"
+    )
     print("| length (tokens) | docs truncated | key beyond max_seq_length | accuracy@1 | encode s |")
     print("|---:|---:|---:|---:|---:|")
     for length in args.lengths:

@@ -72,7 +72,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("bench/results/quality"))
     p.add_argument("--passages", type=int, default=200, help="seed passages sampled from the corpus (0: all)")
     p.add_argument("--top-n", type=int, default=10, help="retrieved candidates per query (paper: 20)")
-    p.add_argument("--llm", default="gemma3-270m", help="teacher for get_llm (\"fake\" for a plumbing check)")
+    p.add_argument("--llm", default="gemma3-270m", help='teacher for get_llm ("fake" for a plumbing check)')
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["default", "no-round1", "rrf", "seed"])
     p.add_argument("--train-seeds", type=int, nargs="+", default=[42, 43], help="a model is trained per seed")
     p.add_argument("--epochs", type=float, default=1.0)
@@ -83,10 +83,18 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dims", type=int, nargs="+", default=None, help="dims to evaluate (default: 384 256 128 64)")
     p.add_argument("--task", default=MANPAGES_TASK, help="task description of Gecko-format test queries")
     p.add_argument("--seed", type=int, default=0, help="seeds the passage sample")
-    p.add_argument("--sample", choices=["random", "first"], default="random",
-                   help="which passages: a seeded random sample, or the first N (as build-fret --limit N)")
-    p.add_argument("--relabel-batch", type=int, default=RelabelConfig().batch_size,
-                   help="queries relabelled per backend call (bigger: more shared passages read once)")
+    p.add_argument(
+        "--sample",
+        choices=["random", "first"],
+        default="random",
+        help="which passages: a seeded random sample, or the first N (as build-fret --limit N)",
+    )
+    p.add_argument(
+        "--relabel-batch",
+        type=int,
+        default=RelabelConfig().batch_size,
+        help="queries relabelled per backend call (bigger: more shared passages read once)",
+    )
     return p.parse_args()
 
 
@@ -113,8 +121,13 @@ def run_variant(name: str, args: argparse.Namespace, passages: list, llm: Cached
     for seed in args.train_seeds:
         model_dir = args.out / "models" / f"{name}-seed{seed}"
         train_config = TrainConfig(
-            epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr,
-            max_seq_length=args.max_seq_length, seed=seed, **train_changes,
+            epochs=args.epochs,
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            max_seq_length=args.max_seq_length,
+            seed=seed,
+            **train_changes,
         )
         trained_at = time.perf_counter()
         train(fret_dir, output_dir=model_dir, config=train_config, overwrite=True)
@@ -142,8 +155,11 @@ def run_variant(name: str, args: argparse.Namespace, passages: list, llm: Cached
 def ablation_table(base: RetrievalReport, rows: list[dict]) -> str:
     """nDCG@10 per dimension: the mean over training seeds, with the spread (max - min)."""
     dims = [s.dim for s in base.scores]
-    head = ("| model | FRet examples | ranked by | positive != seed | seed in top N | self-check (saved) | "
-            + " | ".join(f"nDCG@10 @{d}" for d in dims) + " |")
+    head = (
+        "| model | FRet examples | ranked by | positive != seed | seed in top N | self-check (saved) | "
+        + " | ".join(f"nDCG@10 @{d}" for d in dims)
+        + " |"
+    )
     lines = [head, "|" + "---|" * 6 + "---:|" * len(dims)]
     lines.append(f"| {base.model} (plain) | - | - | - | - | - | " + " | ".join(f"{s.ndcg_at_10:.3f}" for s in base.scores) + " |")
     for row in rows:
@@ -157,8 +173,11 @@ def ablation_table(base: RetrievalReport, rows: list[dict]) -> str:
             values = [r.at(dim).ndcg_at_10 for r in row["reports"]]
             spread = f" ± {(max(values) - min(values)) / 2:.3f}" if len(values) > 1 else ""
             cells.append(f"{sum(values) / len(values):.3f}{spread}")
-        lines.append(f"| {row['variant']} | {row['examples']} | {row['rank_by']} | {share} | {recall} | {checks} | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            f"| {row['variant']} | {row['examples']} | {row['rank_by']} | {share} | {recall} | {checks} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -178,8 +197,10 @@ def main() -> None:
     rows = [run_variant(name, args, passages, llm, embedder, own_format) for name in args.variants]
     reports = [base] + [r for row in rows for r in row["reports"]]
     print("\n## Retrieval quality\n\n" + markdown_table(reports))
-    print("\n## Ablations (nDCG@10, each model in its own input format; mean ± half the range over seeds)\n\n"
-          + ablation_table(base, rows))
+    print(
+        "\n## Ablations (nDCG@10, each model in its own input format; mean ± half the range over seeds)\n\n"
+        + ablation_table(base, rows)
+    )
 
     plot_reports(reports, args.out / "quality.png", title=f"Distilled vs base: {args.beir.name}")
     summary = {

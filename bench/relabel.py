@@ -116,11 +116,15 @@ def main() -> None:
     non_embedding, hidden, vocab = model_sizes(llm.model)
     peak = matmul_flops(torch)
     llm.score([ScoreRequest(context="Warm-up:", continuation=" one pass")])
-    print(f"{len(candidates)} queries x {args.top_n} candidates from {args.corpus} ({len(corpus)} passages); "
-          f"teacher {llm.name}; torch threads {torch.get_num_threads()}")
+    print(
+        f"{len(candidates)} queries x {args.top_n} candidates from {args.corpus} ({len(corpus)} passages); "
+        f"teacher {llm.name}; torch threads {torch.get_num_threads()}"
+    )
     print(f"non-embedding parameters {non_embedding / 1e6:.1f}M, hidden {hidden}, vocabulary {vocab}")
-    print(f"torch fp32 matmul: square 2048 {peak['square'] / 1e9:.1f} GFLOP/s, "
-          f"MLP shape 4096x640x2048 {peak['mlp_shape'] / 1e9:.1f} GFLOP/s")
+    print(
+        f"torch fp32 matmul: square 2048 {peak['square'] / 1e9:.1f} GFLOP/s, "
+        f"MLP shape 4096x640x2048 {peak['mlp_shape'] / 1e9:.1f} GFLOP/s"
+    )
     best_peak = max(peak.values())
 
     rows = []
@@ -141,18 +145,24 @@ def main() -> None:
     print("| mode | pairs | pairs/s | real tokens/pair | padded tokens | forward passes | model GFLOP/s | of matmul |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['mode']} | {r['pairs']} | {r['pairs_per_s']:.2f} | {r['tokens_per_pair']:.0f} | "
-              f"{r['forward_tokens'] - r['real_tokens']} | {r['forward_passes']} | {r['gflop_per_s']:.1f} | "
-              f"{r['share_of_matmul']:.0%} |")
+        print(
+            f"| {r['mode']} | {r['pairs']} | {r['pairs_per_s']:.2f} | {r['tokens_per_pair']:.0f} | "
+            f"{r['forward_tokens'] - r['real_tokens']} | {r['forward_passes']} | {r['gflop_per_s']:.1f} | "
+            f"{r['share_of_matmul']:.0%} |"
+        )
 
     by_mode = {r["mode"]: r for r in rows}
     figures: dict = {"matmul_gflop_per_s": {k: round(v / 1e9, 1) for k, v in peak.items()}}
     if "naive" in by_mode and "fused-single" in by_mode:
-        figures["fused_tokens_vs_separate"] = round(by_mode["fused-single"]["tokens_per_pair"] / by_mode["naive"]["tokens_per_pair"], 3)
+        figures["fused_tokens_vs_separate"] = round(
+            by_mode["fused-single"]["tokens_per_pair"] / by_mode["naive"]["tokens_per_pair"], 3
+        )
     for mode in ("fused-batched", "fused-shared"):
         if mode in by_mode and "naive" in by_mode:
             figures[f"{mode}_speedup_vs_naive"] = round(by_mode[mode]["pairs_per_s"] / by_mode["naive"]["pairs_per_s"], 2)
-            figures[f"{mode}_tokens_vs_separate"] = round(by_mode[mode]["tokens_per_pair"] / by_mode["naive"]["tokens_per_pair"], 3)
+            figures[f"{mode}_tokens_vs_separate"] = round(
+                by_mode[mode]["tokens_per_pair"] / by_mode["naive"]["tokens_per_pair"], 3
+            )
     if "naive" in by_mode and "fused-batched" in by_mode:
         # how far the two prompt designs agree, on the queries both modes relabelled
         naive = {e.id: e for e in by_mode["naive"]["examples"]}

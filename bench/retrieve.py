@@ -59,14 +59,27 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n", type=int, default=1_000_000, help="database vectors (passages)")
     p.add_argument("--dim", type=int, default=384, help="dimension (all-MiniLM-L6-v2: 384)")
     p.add_argument("--queries", type=int, default=10_000, help="queries searched with the approximate index")
-    p.add_argument("--exact-queries", type=int, default=1_000, help="of those, how many exact search times (recall is over these)")
+    p.add_argument(
+        "--exact-queries", type=int, default=1_000, help="of those, how many exact search times (recall is over these)"
+    )
     p.add_argument("--threads", type=int, default=1, help="threads for FAISS and BLAS (default 1)")
     p.add_argument("--k", type=int, default=20, help="neighbours per query (retrieve's top_n)")
     p.add_argument("--clusters", type=int, default=3000, help="mixture components")
-    p.add_argument("--spread", type=float, nargs=2, default=(0.6, 1.2), metavar=("LOW", "HIGH"),
-                   help="range of the per-cluster spread s (larger: looser clusters, harder for IVF)")
-    p.add_argument("--index", nargs="+", default=["auto"], choices=["auto", "ivf", "hnsw"],
-                   help="approximate indexes to measure; auto is what retrieve picks for --n")
+    p.add_argument(
+        "--spread",
+        type=float,
+        nargs=2,
+        default=(0.6, 1.2),
+        metavar=("LOW", "HIGH"),
+        help="range of the per-cluster spread s (larger: looser clusters, harder for IVF)",
+    )
+    p.add_argument(
+        "--index",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "ivf", "hnsw"],
+        help="approximate indexes to measure; auto is what retrieve picks for --n",
+    )
     p.add_argument("--nlist-factor", type=float, help="IVF cells per √n (default: RetrieveConfig's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="also write the JSON here")
@@ -107,22 +120,41 @@ def main() -> None:
             index, description = build_index(vectors, config, kind=kind)
             return index, description
 
-        approx = measure(build, queries, args.k, faiss, tune=lambda index, description: tune_and_measure(
-            index, description, vectors, tune_queries, args.k, config))
+        approx = measure(
+            build,
+            queries,
+            args.k,
+            faiss,
+            tune=lambda index, description: tune_and_measure(index, description, vectors, tune_queries, args.k, config),
+        )
         ids = approx.pop("ids")
         recall = recall_at_k(ids[: args.exact_queries], exact_ids)
-        rows.append({**approx, "recall_at_k": round(recall, 4), "speedup": round(approx["qps"] / exact["qps"], 1),
-                     "chosen_by": "auto" if choice == "auto" else "--index"})
+        rows.append(
+            {
+                **approx,
+                "recall_at_k": round(recall, 4),
+                "speedup": round(approx["qps"] / exact["qps"], 1),
+                "chosen_by": "auto" if choice == "auto" else "--index",
+            }
+        )
 
     result = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": {"cpus": os.cpu_count(), "threads_used": args.threads, "platform": platform.platform(),
-                    "faiss": faiss.__version__, "load_average_at_end": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "threads_used": args.threads,
+            "platform": platform.platform(),
+            "faiss": faiss.__version__,
+            "load_average_at_end": os.getloadavg(),
+        },
         "config": config.model_dump(),
         "generate_s": round(generate_s, 1),
         "results": rows,
-        "targets": {"recall_at_k": 0.95, "speedup": 10.0,
-                    "met": all(r["recall_at_k"] >= 0.95 and r["speedup"] >= 10 for r in rows[1:]) and len(rows) > 1},
+        "targets": {
+            "recall_at_k": 0.95,
+            "speedup": 10.0,
+            "met": all(r["recall_at_k"] >= 0.95 and r["speedup"] >= 10 for r in rows[1:]) and len(rows) > 1,
+        },
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "total_s": round(time.perf_counter() - started, 1),
     }
@@ -138,8 +170,9 @@ def mixture(n: int, dim: int, clusters: int, spread: tuple[float, float], seed: 
     rng = np.random.default_rng(seed)
     shared = unit(rng.standard_normal(dim), np)
     topics = unit(rng.standard_normal((64, dim)), np)
-    centres = unit(0.8 * shared + 0.8 * topics[rng.integers(64, size=clusters)]
-                   + rng.standard_normal((clusters, dim)) / np.sqrt(dim), np)
+    centres = unit(
+        0.8 * shared + 0.8 * topics[rng.integers(64, size=clusters)] + rng.standard_normal((clusters, dim)) / np.sqrt(dim), np
+    )
     weights = rng.lognormal(0.0, 1.0, clusters)
     spread = rng.uniform(*spread, clusters)
     labels = rng.choice(clusters, size=n, p=weights / weights.sum())
@@ -174,14 +207,18 @@ def measure(build, queries, k: int, faiss, tune=None) -> dict:
     if tune is not None:
         started = time.perf_counter()
         check = tune(index, description)
-        figures.update(index=check.description, tune_s=round(time.perf_counter() - started, 2),
-                       tuned_recall_at_k=check.recall)
+        figures.update(index=check.description, tune_s=round(time.perf_counter() - started, 2), tuned_recall_at_k=check.recall)
     search(index, queries[:64], k)  # warm-up
     started = time.perf_counter()
     _, ids = search(index, queries, k)
     search_s = time.perf_counter() - started
-    figures.update(queries=len(queries), search_s=round(search_s, 2), qps=round(len(queries) / search_s, 1),
-                   index_bytes=int(faiss.serialize_index(index).nbytes), ids=ids)
+    figures.update(
+        queries=len(queries),
+        search_s=round(search_s, 2),
+        qps=round(len(queries) / search_s, 1),
+        index_bytes=int(faiss.serialize_index(index).nbytes),
+        ids=ids,
+    )
     return figures
 
 

@@ -46,8 +46,12 @@ def main() -> None:
         scorer = _Scorer(llm, config, scoring_demos(candidates, by_id, config))
         check, _ = _teacher_check(candidates, by_id, scorer, config)
         seconds = time.perf_counter() - started
-        row = {"few_shot": k, "rank_by": check.rank_by, "seconds": round(seconds, 1),
-               **{name: round(s.seed_top1, 3) for name, s in check.signals.items()}}
+        row = {
+            "few_shot": k,
+            "rank_by": check.rank_by,
+            "seconds": round(seconds, 1),
+            **{name: round(s.seed_top1, 3) for name, s in check.signals.items()},
+        }
         results.append(row)
         print(f"few_shot={k}: {check.summary()} -> rank_by {check.rank_by} ({seconds:.0f} s)", flush=True)
     if args.out:

@@ -40,7 +40,9 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
+from ._quiet import bars_enabled
 from ._version import __version__
+from .config import describe_config_change
 from .errors import GeckoDistillError, InputError, OutputFolderInUseError, StaleOutputError
 from .records import Record, Skip
 
@@ -48,9 +50,9 @@ __all__ = [
     "read_jsonl",
     "write_jsonl",
     "fingerprint",
+    "fingerprinted",
     "environment_record",
     "progress",
-    "progress_enabled",
     "StageCheckpoint",
     "StageResult",
     "lock_output_folder",
@@ -64,16 +66,17 @@ logger = logging.getLogger(__name__)
 R = TypeVar("R", bound=Record)
 
 
-def progress_enabled() -> bool:
-    """Progress bars are shown unless ``GECKO_DISTILL_NO_PROGRESS`` is set."""
-    return not os.environ.get("GECKO_DISTILL_NO_PROGRESS")
+#: Deprecated: use :func:`gecko_distill._quiet.bars_enabled` (kept while
+#: ``embedder/mteb_eval.py`` imports it under this name).
+progress_enabled = bars_enabled
 
 
 def progress(total: int, desc: str, unit: str):
-    """A tqdm progress bar for a long stage (see :func:`progress_enabled`)."""
+    """A tqdm progress bar for a long stage, drawn only where :func:`~gecko_distill._quiet.bars_enabled`
+    says (a terminal or a notebook, and not ``$GECKO_DISTILL_NO_PROGRESS``)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=not progress_enabled())
+    return tqdm(total=total, desc=desc, unit=unit, disable=not bars_enabled())
 
 
 def read_jsonl(path: str | Path, record_type: type[R]) -> list[R]:
@@ -132,20 +135,37 @@ def fingerprint(*parts: Any) -> str:
 
     Pydantic models are dumped field by field, leaving out the fields a model lists in its
     ``_not_in_fingerprint`` class variable (settings such as batch sizes, which do not change
-    results)."""
-
-    def plain(obj: Any) -> Any:
-        if isinstance(obj, BaseModel):
-            skip = getattr(type(obj), "_not_in_fingerprint", frozenset())
-            return {name: plain(getattr(obj, name)) for name in type(obj).model_fields if name not in skip}
-        if isinstance(obj, (list, tuple)):
-            return [plain(o) for o in obj]
-        if isinstance(obj, dict):
-            return {str(k): plain(v) for k, v in obj.items()}
-        return to_jsonable_python(obj)
-
-    canonical = json.dumps([plain(p) for p in parts], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    results), and the fields its ``_added_fields`` maps to the value that behaves as before the
+    field existed, while they hold that value; :func:`fingerprinted` gives that JSON."""
+    canonical = json.dumps(fingerprinted(list(parts)), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def fingerprinted(obj: Any) -> Any:
+    """``obj`` as the plain JSON values that :func:`fingerprint` hashes: pydantic models field by
+    field, without their ``_not_in_fingerprint`` fields. A stage manifest keeps its settings
+    this way, so that a refused folder can name what changed.
+
+    Example:
+        >>> from gecko_distill.config import RetrieveConfig
+        >>> fingerprinted({"retrieve": RetrieveConfig(top_n=8), "teacher": "gemma"})["retrieve"]["top_n"]
+        8
+    """
+    if isinstance(obj, BaseModel):
+        skip = getattr(type(obj), "_not_in_fingerprint", frozenset())
+        # a field added later is left out at the value that behaves as before, so folders written
+        # before it existed still resume
+        added = getattr(type(obj), "_added_fields", {})
+        return {
+            name: fingerprinted(getattr(obj, name))
+            for name in type(obj).model_fields
+            if name not in skip and not (name in added and getattr(obj, name) == added[name])
+        }
+    if isinstance(obj, (list, tuple)):
+        return [fingerprinted(o) for o in obj]
+    if isinstance(obj, dict):
+        return {str(k): fingerprinted(v) for k, v in obj.items()}
+    return to_jsonable_python(obj)
 
 
 #: The packages whose versions a manifest records, by distribution name; faiss ships under
@@ -370,6 +390,12 @@ class StageCheckpoint(Generic[R]):
         folder: Where to write; ``None`` keeps everything in memory.
         fingerprint: Identity of config + inputs; a folder with another one is refused.
         overwrite: Delete a stale (or damaged) folder instead of refusing it.
+        settings: What the fingerprint is made of, readably (the stage's config, backend
+            names, the settings of the stages before it: ``{"retrieve": RetrieveConfig(...),
+            "teacher": ...}``), kept in the manifest as :func:`fingerprinted` JSON. A folder
+            refused as stale then names the fields that changed (``retrieve.top_n: 8 → 6``);
+            a folder whose manifest has no settings (written by an older version) is named by
+            its fingerprints.
     """
 
     def __init__(
@@ -380,12 +406,14 @@ class StageCheckpoint(Generic[R]):
         folder: str | Path | None = None,
         fingerprint: str = "",
         overwrite: bool = False,
+        settings: Any = None,
     ):
         self.stage = stage
         self.record_type = record_type
         self.key = key
         self.folder = Path(folder) if folder is not None else None
         self.fingerprint = fingerprint
+        self.settings = fingerprinted(settings) if settings is not None else None
         self.records: list[R] = []
         self.skips: list[Skip] = []
         self.complete = False
@@ -442,7 +470,9 @@ class StageCheckpoint(Generic[R]):
             self.complete = False
             return
         if not self.writable:
-            logger.warning("%s: stage '%s': %s; but the folder is read-only, so it is used as it is", self.folder, self.stage, why)
+            logger.warning(
+                "%s: stage '%s': %s; but the folder is read-only, so it is used as it is", self.folder, self.stage, why
+            )
             return
         logger.warning("%s: reopening the finished stage '%s': %s", self.folder, self.stage, why)
         self.complete = False
@@ -499,17 +529,13 @@ class StageCheckpoint(Generic[R]):
                         "be checked. Pass overwrite=True (CLI: --overwrite) to rebuild the stage (cached LLM answers are "
                         "not asked again), or use a new output folder."
                     )
-                why = (
-                    "it has no manifest"
-                    if not existing
-                    else f"it was written with another config or input (fingerprint {existing.get('fingerprint', '?')[:12]}, "
-                    f"now {self.fingerprint[:12]})"
-                )
+                why = "it has no manifest" if not existing else f"it was written with {self._change_from(existing)}"
                 raise StaleOutputError(
                     f"{folder}: refusing to reuse the '{self.stage}' stage output, because {why}. "
                     "Use a new output folder, or pass overwrite=True (CLI: --overwrite) to rebuild it."
                 )
-            logger.warning("%s: config changed (or manifest damaged), rebuilding stage '%s'", folder, self.stage)
+            why = "its manifest is damaged" if damage else "it has no manifest" if not existing else self._change_from(existing)
+            logger.warning("%s: rebuilding stage '%s' (%s)", folder, self.stage, why)
             self._require_writable("rebuild")
             shutil.rmtree(folder)
             existing = {}
@@ -550,6 +576,17 @@ class StageCheckpoint(Generic[R]):
             logger.info("%s: resuming stage '%s' after %d finished items%s", folder, self.stage, self.resumed, why)
         if not existing:
             self._write_manifest("running", StageResult(records=[]), None)
+
+    def _change_from(self, existing: dict[str, Any]) -> str:
+        """What differs between a stale folder's manifest and this run: the changed settings
+        (``other settings (retrieve.top_n: 8 → 6)``), else the two fingerprints (a manifest
+        without settings, or a change the settings do not show)."""
+        old = existing.get("settings")
+        if isinstance(old, dict) and self.settings is not None:
+            change = describe_config_change(old, self.settings)
+            if change:
+                return f"other settings ({change})"
+        return f"another config or input (fingerprint {str(existing.get('fingerprint', '?'))[:12]}, now {self.fingerprint[:12]})"
 
     def _require_writable(self, what: str) -> None:
         assert self.folder is not None
@@ -596,6 +633,7 @@ class StageCheckpoint(Generic[R]):
             "stage": self.stage,
             "status": status,
             "fingerprint": self.fingerprint,
+            "settings": self.settings,
             "library_version": __version__,
             "environment": environment_record(),
             "config": config.model_dump(mode="json") if isinstance(config, BaseModel) else config,

@@ -16,6 +16,5 @@ def require(module: str, install: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"{module!r} is needed for this feature but could not be imported ({exc}). "
-            f"Install it with: pip install '{install}'"
+            f"{module!r} is needed for this feature but could not be imported ({exc}). Install it with: pip install '{install}'"
         ) from exc

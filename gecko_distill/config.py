@@ -10,6 +10,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .text import language_code
+
 __all__ = [
     "GenerateConfig",
     "Round1Config",
@@ -49,8 +51,16 @@ class GenerateConfig(_Config):
         max_passage_words: Passages are cut to this many words in the prompt (counted).
         min_query_words: Shorter queries are skipped as ``too_short``.
         max_query_words: Longer queries are skipped as ``too_long``.
-        language: ``"en"`` skips output that is mostly not Latin-script English as
-            ``wrong_language``; ``"any"`` keeps every script.
+        language: The language queries are written in. ``"auto"`` (default): each passage's
+            own, as :func:`~gecko_distill.text.detect_language` tells it (the corpus's main
+            language where a passage's cannot be told). A code or English name of
+            :data:`~gecko_distill.text.LANGUAGES` (``"de"``, ``"zh"``, ``"German"``) asks for that
+            language for every passage, with a warning when the corpus's main language
+            differs. The prompt asks for the language (an English corpus gets the English
+            prompt unchanged), and a query in another script, or one that is clearly English
+            where another Latin-script language was asked for, is skipped as
+            ``wrong_language``. ``"en"`` checks only that the task and query are mostly Latin
+            script; ``"any"`` asks in English and keeps every script.
         max_attempts: Tries per query: a degenerate output is re-sampled with another draw of
             demonstrations, up to this many times in all, before it is skipped.
         resample_temperature: Temperature of those re-samples (at least ``temperature``).
@@ -65,7 +75,7 @@ class GenerateConfig(_Config):
     max_passage_words: int = Field(default=160, ge=16)
     min_query_words: int = Field(default=2, ge=1)
     max_query_words: int = Field(default=32, ge=2)
-    language: Literal["en", "any"] = "en"
+    language: str = "auto"
     max_attempts: int = Field(default=3, ge=1)
     resample_temperature: float = Field(default=0.7, gt=0.0)
     seed: int = 0
@@ -81,6 +91,18 @@ class GenerateConfig(_Config):
         except (TypeError, ValueError):  # an invalid count: its own error says so
             return data
         return {**data, "temperature": SAMPLING_TEMPERATURE if sampling else 0.0}
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        """``auto``, ``any``, or a language of :data:`~gecko_distill.text.LANGUAGES` (a code or an
+        English name; kept as its code)."""
+        if value.strip().lower() in ("auto", "any"):
+            return value.strip().lower()
+        try:
+            return language_code(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}, or auto, or any") from None
 
     @model_validator(mode="after")
     def _sampling_needs_temperature(self) -> GenerateConfig:
@@ -119,10 +141,18 @@ class RetrieveConfig(_Config):
         recall_queries: Queries (sampled) on which recall@N of an approximate index is
             measured, and as many again to tune it on.
         seed: Seeds the query sample and the IVF training sample.
+        backend: What runs the embedder (see :mod:`gecko_distill.embedder.backends`):
+            ``"torch"``, ``"onnx"`` (ONNX Runtime, fp32; ``pip install 'gecko-distill[onnx]'``),
+            ``"onnx-int8"`` (int8 weights), ``"openvino"``
+            (``pip install 'gecko-distill[openvino]'``). The model is exported once and kept
+            under ``<cache_dir>/embedder_backends``; embeddings are cached per backend.
     """
 
     top_n: int = 20
     batch_size: int = Field(default=64, ge=1)
+    backend: Literal["torch", "onnx", "onnx-int8", "openvino"] = "torch"
+    #: torch was the only backend before ``backend`` existed: older folders resume
+    _added_fields: ClassVar[dict[str, object]] = {"backend": "torch"}
     input_format: Literal["native", "gecko", "e5", "plain"] = "native"
     index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
     exact_up_to: int = Field(default=100_000, ge=0)

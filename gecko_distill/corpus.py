@@ -5,21 +5,27 @@ Problems are either an :class:`~gecko_distill.errors.InputError` naming the file
 or an integer, a title that is not a string, duplicate ids, an empty corpus) or a counted,
 skip, logged as one count (an empty passage, an exact duplicate text: the same characters once runs of
 whitespace are made single spaces; case counts).
+
+:func:`corpus_languages` tells each passage's language and the corpus's main one.
 """
 
 from __future__ import annotations
 
 import logging
 import numbers
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
+
+from pydantic import BaseModel, ConfigDict
 
 from ._io import StageResult, _json_lines
 from .errors import InputError
 from .records import Passage, Skip
+from .text import detect_language
 
-__all__ = ["load_passages", "python_docs_passages", "PassageSource"]
+__all__ = ["CorpusLanguages", "corpus_languages", "load_passages", "python_docs_passages", "PassageSource"]
 
 logger = logging.getLogger(__name__)
 
@@ -173,3 +179,44 @@ def python_docs_passages(min_words: int = 40, max_words: int = 120) -> list[Pass
             if min_words <= len(words) <= max_words and not paragraph.lstrip().startswith(("*", ">>>", "|")):
                 passages.append(Passage(id=f"{topic}-{i}", title=topic, text=" ".join(words)))
     return passages
+
+
+class CorpusLanguages(BaseModel):
+    """The language of each passage of a corpus, and the corpus's main language.
+
+    Attributes:
+        languages: Each passage's language (a code of :data:`~gecko_distill.text.LANGUAGES`),
+            in corpus order; ``None`` where it cannot be told (a short passage, code, a table).
+        main: The language of most passages whose language can be told; ``None`` if none can.
+        share: The share of those passages that are in ``main`` (0 when ``main`` is ``None``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    languages: tuple[Union[str, None], ...]
+    main: Union[str, None]
+    share: float
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Passages by language, most first; ``"unknown"`` counts those it cannot tell."""
+        counts = Counter(language or "unknown" for language in self.languages)
+        return dict(counts.most_common())
+
+
+def corpus_languages(passages: Sequence[Passage]) -> CorpusLanguages:
+    """Tell the language of every passage (:func:`~gecko_distill.text.detect_language`) and the
+    corpus's main language.
+
+    Example:
+        >>> found = corpus_languages([Passage(id="a", text="ls 命令列出目录中的文件。"),
+        ...                           Passage(id="b", text="cp 命令复制文件和目录。"), Passage(id="c", text="ls -l")])
+        >>> found.main, found.share, found.counts
+        ('zh', 1.0, {'zh': 2, 'unknown': 1})
+    """
+    languages = tuple(detect_language(p.text) for p in passages)
+    told = Counter(language for language in languages if language is not None)
+    if not told:
+        return CorpusLanguages(languages=languages, main=None, share=0.0)
+    main, count = told.most_common(1)[0]
+    return CorpusLanguages(languages=languages, main=main, share=count / sum(told.values()))

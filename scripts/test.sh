@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 . .venv/bin/activate
+ruff check . && ruff format --check .   # lint and format (pyproject.toml [tool.ruff])
 python -m pytest -q "$@"
 python -m pytest -q -m slow -k "small or notebook" "$@"

@@ -37,3 +37,16 @@ def real_llm_fp32():
     from gecko_distill import get_llm
 
     return get_llm("gemma3-270m", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``):
+    on this busy 2-core machine a training step is several times slower with two threads that wait
+    for each other. Restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

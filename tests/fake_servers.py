@@ -15,10 +15,23 @@ Content-Length), ``html`` (200 with a non-JSON body), ``blocked`` (safety-blocke
 credentials it was sent).
 
 Every request is logged (:attr:`FakeServer.log`) with its time, path, prompt and outcome.
+
+Both servers also implement their provider's **batch API** (Gemini ``batchGenerateContent`` and
+``batches/*``; OpenAI ``/v1/files`` and ``/v1/batches``). A job is answered with the same
+deterministic answers as the online endpoints. :attr:`FakeServer.batch_outcomes` sets how each
+submitted job ends, in submission order (later jobs succeed): ``ok``, ``fail`` (the job fails,
+no answers), ``expire`` (Gemini: no answers; OpenAI: the first half answered, the rest
+``batch_expired`` in the error file), ``partial`` (every second item fails), ``missing``
+(every second item is absent from the output). A job finishes on its
+:attr:`FakeServer.batch_polls_to_finish`-th status read. Batch calls are logged in
+:attr:`FakeServer.batch_log`, not in :attr:`FakeServer.log`; :attr:`FakeServer.batch_submissions`
+counts the jobs created.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import json
 import math
 import re
@@ -98,6 +111,23 @@ class LoggedRequest:
     headers: dict[str, str] = field(repr=False, default_factory=dict)
 
 
+@dataclass
+class FakeBatchJob:
+    """A batch job as a fake server keeps it."""
+
+    name: str
+    label: str
+    requests: list[tuple[str, str, dict]]  # (key, endpoint path, request body)
+    outcome: str
+    polls: int = 0
+    results: list[tuple[str, str, int, dict]] | None = None  # (key, kind, status, payload) once done
+    extra: dict[str, Any] = field(default_factory=dict)  # provider details (model, endpoint, file ids)
+
+    @property
+    def done(self) -> bool:
+        return self.results is not None
+
+
 class _Stop(Exception):
     pass
 
@@ -138,6 +168,12 @@ class FakeServer:
         #: Rewrites each token listed in the top log-probabilities (e.g. ``str.lower``, as models
         #: that answer "yes" list it); ``None`` lists them as :func:`choice_distribution` has them.
         self.top_token: Callable[[str], str] | None = None
+        self.batch_outcomes: list[str] = []  # how the 1st, 2nd... submitted job ends (later ones: "ok")
+        self.batch_polls_to_finish = 1  # status reads of a job before it is done
+        self.batch_jobs: dict[str, FakeBatchJob] = {}
+        self.batch_log: list[tuple[str, str]] = []  # (verb, path) of every batch API call
+        self.batch_answered: Counter[str] = Counter()  # prompt -> answers sent in batch outputs
+        self.files: dict[str, bytes] = {}
         self._admitted = 0
         self._attempts: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -223,6 +259,61 @@ class FakeServer:
         top = sorted(choice_distribution(prompt).items(), key=lambda kv: -kv[1])[:k]
         return [(self.top_token(t), lp) for t, lp in top] if self.top_token else top
 
+    # -- batch jobs --------------------------------------------------------------------------
+    @property
+    def batch_submissions(self) -> int:
+        """Batch jobs created so far."""
+        with self._lock:
+            return len(self.batch_jobs)
+
+    def _new_batch_job(self, prefix: str, label: str, requests: list[tuple[str, str, dict]]) -> FakeBatchJob:
+        with self._lock:
+            index = len(self.batch_jobs)
+            outcome = self.batch_outcomes[index] if index < len(self.batch_outcomes) else "ok"
+            job = FakeBatchJob(name=f"{prefix}{index + 1}", label=label, requests=requests, outcome=outcome)
+            self.batch_jobs[job.name] = job
+        return job
+
+    def _read_batch_job(self, name: str) -> FakeBatchJob | None:
+        """A status read: the job advances; on its last read it is done and its answers are made."""
+        with self._lock:
+            job = self.batch_jobs.get(name)
+            if job is None:
+                return None
+            job.polls += 1
+            if job.results is None and job.polls >= self.batch_polls_to_finish:
+                job.results = []
+                for index, (key, path, body) in enumerate(job.requests):
+                    job.results.append((key, *self._batch_item(job.outcome, index, len(job.requests), path, body)))
+        return job
+
+    def _batch_item(self, outcome: str, index: int, n: int, path: str, body: dict) -> tuple[str, int, dict]:
+        """(kind, status, payload) of one item: ``ok``, ``error`` or ``missing``. Called under the lock."""
+        if outcome == "fail" or (outcome == "expire" and (self.expired_keep_none or index >= n // 2)):
+            return "expired" if outcome == "expire" else "missing", 0, {}
+        if outcome == "partial" and index % 2:
+            return "error", 500, self.error_body(500, "injected item failure")
+        if outcome == "missing" and index % 2:
+            return "missing", 0, {}
+        status, payload = self.answer(path, body)
+        if status == 200:
+            self.batch_answered[self.prompt_of(path, body)] += 1
+        return ("ok" if status == 200 else "error"), status, payload
+
+    expired_keep_none = True  # whether an expired job keeps no answers (Gemini) or its first half (OpenAI)
+
+    def is_batch_post(self, path: str) -> bool:
+        """Whether a POST to ``path`` is a batch API call."""
+        return False
+
+    def batch_post(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict]:
+        """Answer a batch API POST."""
+        raise NotImplementedError
+
+    def batch_get(self, path: str) -> tuple[int, dict | bytes] | None:
+        """Answer a batch API GET, or ``None`` if ``path`` is not one."""
+        return None
+
     # Subclasses implement these.
     def prompt_of(self, path: str, body: dict) -> str:
         raise NotImplementedError
@@ -259,10 +350,32 @@ class _Handler(BaseHTTPRequestHandler):
                 stats = {"requests": len(self.fake.log), "max_inflight": self.fake.max_inflight}
             self._send(200, stats)
             return
-        self._send(404, self.fake.error_body(404, f"no route {self.path}"))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if not self.fake.authorised(headers):
+            self._send(401, self.fake.error_body(401, "API key not valid"))
+            return
+        with self.fake._lock:
+            self.fake.batch_log.append(("GET", self.path))
+        answer = self.fake.batch_get(self.path)
+        if answer is None:
+            self._send(404, self.fake.error_body(404, f"no route {self.path}"))
+        elif isinstance(answer[1], bytes):
+            self._send_raw(answer[0], answer[1], "application/octet-stream")
+        else:
+            self._send(*answer)  # type: ignore[arg-type]
 
     def do_POST(self) -> None:
         fake = self.fake
+        if fake.is_batch_post(self.path):  # a batch API route: not an LLM call
+            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            if not fake.authorised(headers):
+                self._send(401, fake.error_body(401, "API key not valid"))
+                return
+            with fake._lock:
+                fake.batch_log.append(("POST", self.path))
+            self._send(*fake.batch_post(self.path, headers, raw))  # type: ignore[misc]
+            return
         with fake._slots:
             with fake._lock:
                 fake.inflight += 1
@@ -362,8 +475,14 @@ class FakeGeminiServer(FakeServer):
         return self.api_key is None or headers.get("x-goog-api-key") == self.api_key
 
     def error_body(self, status: int, message: str, retry_after: float | None = None) -> dict:
-        names = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
-                 500: "INTERNAL", 503: "UNAVAILABLE"}
+        names = {
+            400: "INVALID_ARGUMENT",
+            401: "UNAUTHENTICATED",
+            404: "NOT_FOUND",
+            429: "RESOURCE_EXHAUSTED",
+            500: "INTERNAL",
+            503: "UNAVAILABLE",
+        }
         error: dict[str, Any] = {"code": status, "message": message, "status": names.get(status, "UNKNOWN")}
         if retry_after is not None:
             error["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_after:g}s"}]
@@ -387,8 +506,11 @@ class FakeGeminiServer(FakeServer):
             top = self._top(prompt, int(config.get("logprobs", 1)))
             entries = [{"token": t.strip() or t, "logProbability": lp} for t, lp in top]
             candidate["logprobsResult"] = {"topCandidates": [{"candidates": entries}], "chosenCandidates": entries[:1]}
-        usage = {"promptTokenCount": len(tokens(prompt)), "candidatesTokenCount": len(tokens(text)),
-                 "totalTokenCount": len(tokens(prompt)) + len(tokens(text))}
+        usage = {
+            "promptTokenCount": len(tokens(prompt)),
+            "candidatesTokenCount": len(tokens(text)),
+            "totalTokenCount": len(tokens(prompt)) + len(tokens(text)),
+        }
         return 200, {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
 
     def fault_body(self, kind: str, path: str, body: dict) -> tuple[int, dict]:
@@ -398,6 +520,68 @@ class FakeGeminiServer(FakeServer):
         if kind == "missing":
             return 200, {"candidates": [{"finishReason": "STOP", "index": 0}], "usageMetadata": usage}
         raise ValueError(f"unknown fault {kind!r}")
+
+    # -- batch API -------------------------------------------------------------------------
+    _STATES = {
+        "ok": "BATCH_STATE_SUCCEEDED",
+        "partial": "BATCH_STATE_SUCCEEDED",
+        "missing": "BATCH_STATE_SUCCEEDED",
+        "fail": "BATCH_STATE_FAILED",
+        "expire": "BATCH_STATE_EXPIRED",
+    }
+
+    def is_batch_post(self, path: str) -> bool:
+        return path.split("?", 1)[0].endswith(":batchGenerateContent")
+
+    def batch_post(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict]:
+        body = json.loads(raw or b"{}")
+        version = path.split("/")[1]
+        model = path.split("/models/", 1)[-1].split(":", 1)[0]
+        batch = body.get("batch") or {}
+        items = ((batch.get("inputConfig") or {}).get("requests") or {}).get("requests") or []
+        if not items:
+            return 400, self.error_body(400, "the batch has no inline requests")
+        endpoint = f"/{version}/models/{model}:generateContent"
+        requests = [(json.dumps(item.get("metadata") or {}), endpoint, item.get("request") or {}) for item in items]
+        job = self._new_batch_job("batches/", str(batch.get("displayName") or ""), requests)
+        job.extra["model"] = model
+        return 200, self._operation(job)
+
+    def batch_get(self, path: str) -> tuple[int, dict | bytes] | None:
+        route = path.split("?", 1)[0]
+        parts = route.strip("/").split("/")
+        if len(parts) == 2 and parts[1] == "batches":
+            with self._lock:
+                jobs = list(self.batch_jobs.values())
+            return 200, {"operations": [self._operation(job) for job in jobs]}
+        if len(parts) == 3 and parts[1] == "batches":
+            job = self._read_batch_job(f"batches/{parts[2]}")
+            if job is None:
+                return 404, self.error_body(404, f"no batch {parts[2]}")
+            return 200, self._operation(job)
+        return None
+
+    def _operation(self, job: FakeBatchJob) -> dict:
+        state = "BATCH_STATE_PENDING" if job.polls == 0 else "BATCH_STATE_RUNNING"
+        meta: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "model": f"models/{job.extra.get('model', '')}",
+            "displayName": job.label,
+            "state": state,
+        }
+        if job.results is not None:
+            meta["state"] = self._STATES[job.outcome]
+            if meta["state"] == "BATCH_STATE_SUCCEEDED":
+                out = []
+                for key, kind, status, payload in job.results:
+                    if kind == "ok":
+                        out.append({"response": payload, "metadata": json.loads(key)})
+                    elif kind == "error":
+                        out.append(
+                            {"error": {"code": status, "message": payload["error"]["message"]}, "metadata": json.loads(key)}
+                        )
+                meta["output"] = {"inlinedResponses": {"inlinedResponses": out}}
+        return {"name": job.name, "metadata": meta, "done": job.results is not None}
 
 
 def _json_answer(prompt: str, schema: dict) -> dict:
@@ -440,8 +624,9 @@ class FakeOpenAIServer(FakeServer):
         return self.api_key is None or headers.get("authorization") == f"Bearer {self.api_key}"
 
     def error_body(self, status: int, message: str, retry_after: float | None = None) -> dict:
-        return {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
-                          "code": status}}
+        return {
+            "error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error", "code": status}
+        }
 
     def answer(self, path: str, body: dict) -> tuple[int, dict]:
         prompt = self.prompt_of(path, body)
@@ -469,8 +654,11 @@ class FakeOpenAIServer(FakeServer):
 
     def _chat(self, prompt: str, body: dict) -> dict:
         text, finish = self._generated(prompt, body)
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text.strip() if body.get("logprobs") else text},
-                                  "finish_reason": finish}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text.strip() if body.get("logprobs") else text},
+            "finish_reason": finish,
+        }
         if body.get("logprobs"):
             top = self._top(prompt, int(body.get("top_logprobs") or 1))
             entries = [{"token": t.strip() or t, "logprob": lp, "bytes": None} for t, lp in top]
@@ -483,8 +671,12 @@ class FakeOpenAIServer(FakeServer):
         k = body.get("logprobs")
         if k is not None:
             dist = self._top(prompt, max(int(k), 1))
-            gen = {"tokens": [text], "token_logprobs": [choice_distribution(prompt).get(text, -9.0)],
-                   "top_logprobs": [dict(dist)], "text_offset": [len(prompt)]}
+            gen = {
+                "tokens": [text],
+                "token_logprobs": [choice_distribution(prompt).get(text, -9.0)],
+                "top_logprobs": [dict(dist)],
+                "text_offset": [len(prompt)],
+            }
             if body.get("echo") and self.echo:
                 toks, lps = tokens(prompt), token_logprobs(prompt)
                 lps[0] = None  # the first token has no logprob, as in vLLM and OpenAI
@@ -500,17 +692,156 @@ class FakeOpenAIServer(FakeServer):
         return self._envelope("text_completion", body, [choice], prompt, text)
 
     def _envelope(self, kind: str, body: dict, choices: list, prompt: str, text: str) -> dict:
-        usage = {"prompt_tokens": len(tokens(prompt)), "completion_tokens": len(tokens(text)),
-                 "total_tokens": len(tokens(prompt)) + len(tokens(text))}
-        return {"id": "cmpl-fake", "object": kind, "created": 0, "model": body.get("model", ""), "choices": choices,
-                "usage": usage}
+        usage = {
+            "prompt_tokens": len(tokens(prompt)),
+            "completion_tokens": len(tokens(text)),
+            "total_tokens": len(tokens(prompt)) + len(tokens(text)),
+        }
+        return {
+            "id": "cmpl-fake",
+            "object": kind,
+            "created": 0,
+            "model": body.get("model", ""),
+            "choices": choices,
+            "usage": usage,
+        }
 
     def fault_body(self, kind: str, path: str, body: dict) -> tuple[int, dict]:
         if kind == "blocked":
             choice: dict[str, Any] = {"index": 0, "finish_reason": "content_filter", "logprobs": None}
             choice.update({"message": {"role": "assistant", "content": None}} if "messages" in body else {"text": ""})
-            return 200, {"id": "x", "object": "x", "created": 0, "model": body.get("model", ""), "choices": [choice],
-                         "usage": {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3}}
+            return 200, {
+                "id": "x",
+                "object": "x",
+                "created": 0,
+                "model": body.get("model", ""),
+                "choices": [choice],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3},
+            }
         if kind == "missing":
             return 200, {"id": "x", "object": "x", "created": 0, "model": body.get("model", "")}
         raise ValueError(f"unknown fault {kind!r}")
+
+    # -- batch API -------------------------------------------------------------------------
+    expired_keep_none = False  # an expired OpenAI batch keeps the answers it had finished
+    _STATUS = {"ok": "completed", "partial": "completed", "missing": "completed", "fail": "failed", "expire": "expired"}
+
+    def is_batch_post(self, path: str) -> bool:
+        return path.split("?", 1)[0] in ("/v1/files", "/v1/batches")
+
+    def batch_post(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict]:
+        if path.startswith("/v1/files"):
+            message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+                b"Content-Type: " + headers.get("content-type", "").encode() + b"\r\n\r\n" + raw
+            )
+            fields = {part.get_param("name", header="content-disposition"): part for part in message.iter_parts()}
+            if "file" not in fields or fields.get("purpose") is None:
+                return 400, self.error_body(400, "a multipart form with 'file' and 'purpose' is required")
+            content = fields["file"].get_payload(decode=True)
+            with self._lock:
+                file_id = f"file-{len(self.files) + 1}"
+                self.files[file_id] = content
+            return 200, {
+                "id": file_id,
+                "object": "file",
+                "bytes": len(content),
+                "created_at": 0,
+                "filename": fields["file"].get_filename(),
+                "purpose": fields["purpose"].get_content().strip(),
+            }
+        body = json.loads(raw or b"{}")
+        content = self.files.get(body.get("input_file_id", ""))
+        if content is None:
+            return 400, self.error_body(400, f"no file {body.get('input_file_id')!r}")
+        endpoint = body.get("endpoint", "")
+        lines = [json.loads(line) for line in content.decode().splitlines() if line.strip()]
+        if any(line.get("url") != endpoint for line in lines):
+            return 400, self.error_body(400, "every request of a batch must use the batch's endpoint")
+        requests = [(line["custom_id"], line["url"], line["body"]) for line in lines]
+        job = self._new_batch_job("batch_", str((body.get("metadata") or {}).get("gecko_distill_label", "")), requests)
+        job.extra.update(endpoint=endpoint, input_file_id=body["input_file_id"], metadata=body.get("metadata") or {})
+        return 200, self._batch_object(job)
+
+    def batch_get(self, path: str) -> tuple[int, dict | bytes] | None:
+        route = path.split("?", 1)[0]
+        if route == "/v1/batches":
+            with self._lock:
+                jobs = list(self.batch_jobs.values())
+            return 200, {"object": "list", "data": [self._batch_object(job) for job in reversed(jobs)], "has_more": False}
+        if route.startswith("/v1/batches/"):
+            job = self._read_batch_job(route.rsplit("/", 1)[-1])
+            if job is None:
+                return 404, self.error_body(404, "no such batch")
+            return 200, self._batch_object(job)
+        if route.startswith("/v1/files/") and route.endswith("/content"):
+            content = self.files.get(route.split("/")[3])
+            return (404, self.error_body(404, "no such file")) if content is None else (200, content)
+        return None
+
+    def _batch_object(self, job: FakeBatchJob) -> dict:
+        n = len(job.requests)
+        status = "validating" if job.polls == 0 else "in_progress"
+        obj: dict[str, Any] = {
+            "id": job.name,
+            "object": "batch",
+            "endpoint": job.extra.get("endpoint"),
+            "errors": None,
+            "input_file_id": job.extra.get("input_file_id"),
+            "completion_window": "24h",
+            "status": status,
+            "output_file_id": None,
+            "error_file_id": None,
+            "metadata": job.extra.get("metadata") or {},
+            "request_counts": {"total": n, "completed": 0, "failed": 0},
+        }
+        if job.results is None:
+            return obj
+        obj["status"] = self._STATUS[job.outcome]
+        if job.outcome == "fail":
+            obj["errors"] = {"object": "list", "data": [{"code": "injected", "message": "injected job failure"}]}
+            return obj
+        if "output_file_id" not in job.extra:
+            output, errors = [], []
+            for i, (key, kind, status_code, payload) in enumerate(job.results):
+                if kind == "ok":
+                    output.append(
+                        {
+                            "id": f"batch_req_{i}",
+                            "custom_id": key,
+                            "error": None,
+                            "response": {"status_code": 200, "request_id": f"req_{i}", "body": payload},
+                        }
+                    )
+                elif kind == "error":
+                    errors.append(
+                        {
+                            "id": f"batch_req_{i}",
+                            "custom_id": key,
+                            "error": None,
+                            "response": {"status_code": status_code, "request_id": f"req_{i}", "body": payload},
+                        }
+                    )
+                elif kind == "expired":
+                    errors.append(
+                        {
+                            "id": f"batch_req_{i}",
+                            "custom_id": key,
+                            "response": None,
+                            "error": {"code": "batch_expired", "message": "not executed before the completion window expired"},
+                        }
+                    )
+            with self._lock:
+                for name, lines in (("output_file_id", output), ("error_file_id", errors)):
+                    if lines:
+                        file_id = f"file-{len(self.files) + 1}"
+                        self.files[file_id] = "".join(json.dumps(line) + "\n" for line in lines).encode()
+                        job.extra[name] = file_id
+                job.extra.setdefault("output_file_id", None)
+                job.extra.setdefault("error_file_id", None)
+                job.extra["counts"] = {"total": n, "completed": len(output), "failed": len(errors)}
+        obj.update(
+            output_file_id=job.extra["output_file_id"],
+            error_file_id=job.extra["error_file_id"],
+            request_counts=job.extra["counts"],
+        )
+        return obj

@@ -43,8 +43,11 @@ def test_partial_last_line_from_a_killed_run_is_dropped(tmp_path, caplog):
 
 def test_stale_fingerprint_is_refused_with_a_clear_message(tmp_path):
     make(tmp_path / "generate", fp="aaaaaaaaaaaaaaaa").add(query(0))
-    with pytest.raises(StaleOutputError, match=r"refusing to reuse the 'generate' stage output.*another config or input "
-                                               r"\(fingerprint aaaaaaaaaaaa, now bbbbbbbbbbbb\).*--overwrite"):
+    with pytest.raises(
+        StaleOutputError,
+        match=r"refusing to reuse the 'generate' stage output.*another config or input "
+        r"\(fingerprint aaaaaaaaaaaa, now bbbbbbbbbbbb\).*--overwrite",
+    ):
         make(tmp_path / "generate", fp="bbbbbbbbbbbbbbbb")
 
 
@@ -59,3 +62,84 @@ def test_folder_without_manifest_is_refused(tmp_path):
     (tmp_path / "generate" / "records.jsonl").write_text("")
     with pytest.raises(StaleOutputError, match="it has no manifest"):
         make(tmp_path / "generate")
+
+
+def test_a_stale_folder_names_the_changed_settings(tmp_path):
+    from gecko_distill import RetrieveConfig
+
+    def stage(top_n: int, teacher: str = "gemma", overwrite: bool = False) -> StageCheckpoint:
+        settings = {"retrieve": RetrieveConfig(top_n=top_n), "teacher": teacher}
+        return StageCheckpoint(
+            "retrieve",
+            GeneratedQuery,
+            key=lambda q: q.id,
+            folder=tmp_path / "retrieve",
+            fingerprint=f"fp-{top_n}-{teacher}",
+            overwrite=overwrite,
+            settings=settings,
+        )
+
+    stage(8).add(query(0))
+    manifest = json.loads((tmp_path / "retrieve" / "manifest.json").read_text())
+    assert manifest["settings"]["retrieve"]["top_n"] == 8 and manifest["settings"]["teacher"] == "gemma"
+    with pytest.raises(StaleOutputError) as raised:
+        stage(6, teacher="qwen")
+    message = str(raised.value)
+    assert "because it was written with other settings (retrieve.top_n: 8 → 6, teacher: gemma → qwen)" in message
+    assert "fingerprint" not in message and "--overwrite" in message
+
+
+def test_the_rebuild_warning_names_the_changed_settings(tmp_path, caplog):
+    make(tmp_path / "generate", fp="a").finish([], {})
+    manifest_path = tmp_path / "generate" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["settings"] = {"generate": {"queries_per_passage": 1}}
+    manifest_path.write_text(json.dumps(manifest))
+    StageCheckpoint(
+        "generate",
+        GeneratedQuery,
+        key=lambda q: q.id,
+        folder=tmp_path / "generate",
+        fingerprint="b",
+        overwrite=True,
+        settings={"generate": {"queries_per_passage": 2}},
+    )
+    assert "rebuilding stage 'generate' (other settings (generate.queries_per_passage: 1 → 2))" in caplog.text
+
+
+def test_an_old_manifest_without_settings_keeps_the_fingerprint_message(tmp_path):
+    make(tmp_path / "generate", fp="aaaaaaaaaaaaaaaa").add(query(0))
+    manifest_path = tmp_path / "generate" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest.pop("settings") is None  # no settings given: none recorded
+    manifest_path.write_text(json.dumps(manifest))  # as an older version wrote it
+    with pytest.raises(StaleOutputError, match=r"another config or input \(fingerprint aaaaaaaaaaaa, now bbbbbbbbbbbb\)"):
+        StageCheckpoint(
+            "generate",
+            GeneratedQuery,
+            key=lambda q: q.id,
+            folder=tmp_path / "generate",
+            fingerprint="bbbbbbbbbbbbbbbb",
+            settings={"generate": {"queries_per_passage": 2}},
+        )
+
+
+def test_same_settings_but_another_fingerprint_names_the_fingerprints(tmp_path):
+    settings = {"generate": {"queries_per_passage": 1}}
+    StageCheckpoint(
+        "generate",
+        GeneratedQuery,
+        key=lambda q: q.id,
+        folder=tmp_path / "generate",
+        fingerprint="aaaaaaaaaaaaaaaa",
+        settings=settings,
+    ).add(query(0))
+    with pytest.raises(StaleOutputError, match=r"another config or input \(fingerprint aaaaaaaaaaaa, now bbbbbbbbbbbb\)"):
+        StageCheckpoint(
+            "generate",
+            GeneratedQuery,
+            key=lambda q: q.id,
+            folder=tmp_path / "generate",
+            fingerprint="bbbbbbbbbbbbbbbb",
+            settings=settings,
+        )

@@ -19,8 +19,13 @@ def test_strings_get_ids_and_blank_or_duplicate_passages_are_counted_skips(caplo
 
 
 def test_beir_corpus_file_and_folder(tmp_path):
-    corpus = write(tmp_path / "corpus.jsonl", [json.dumps({"_id": "a", "title": "A", "text": "alpha text"}).encode(),
-                                               json.dumps({"_id": "b", "text": "beta text", "metadata": {}}).encode()])
+    corpus = write(
+        tmp_path / "corpus.jsonl",
+        [
+            json.dumps({"_id": "a", "title": "A", "text": "alpha text"}).encode(),
+            json.dumps({"_id": "b", "text": "beta text", "metadata": {}}).encode(),
+        ],
+    )
     by_file, by_folder = load_passages(corpus).records, load_passages(tmp_path).records
     assert by_file == by_folder == [Passage(id="a", title="A", text="alpha text"), Passage(id="b", text="beta text")]
 
@@ -43,8 +48,10 @@ def test_only_blank_passages_is_an_error():
 
 
 def test_duplicate_ids_name_both_lines(tmp_path):
-    corpus = write(tmp_path / "corpus.jsonl", [b'{"_id": "x", "text": "one"}', b'{"_id": "y", "text": "two"}',
-                                               b'{"_id": "x", "text": "three"}'])
+    corpus = write(
+        tmp_path / "corpus.jsonl",
+        [b'{"_id": "x", "text": "one"}', b'{"_id": "y", "text": "two"}', b'{"_id": "x", "text": "three"}'],
+    )
     with pytest.raises(InputError, match=r"corpus.jsonl:3: duplicate passage id 'x' \(first seen at .*corpus.jsonl:1\)"):
         load_passages(corpus)
 
@@ -63,8 +70,11 @@ def test_non_utf8_bytes_name_the_line(tmp_path):
 
 @pytest.mark.parametrize(
     ("line", "message"),
-    [(b'{"text": "no id"}', "has no '_id'"), (b'{"_id": "z", "text": 5}', "has no string 'text'"),
-     (b'["a", "list"]', "expected a JSON object")],
+    [
+        (b'{"text": "no id"}', "has no '_id'"),
+        (b'{"_id": "z", "text": 5}', "has no string 'text'"),
+        (b'["a", "list"]', "expected a JSON object"),
+    ],
 )
 def test_malformed_records_name_the_line(tmp_path, line, message):
     corpus = write(tmp_path / "corpus.jsonl", [b'{"_id": "x", "text": "one"}', line])

@@ -96,17 +96,27 @@ def test_a_few_lora_steps_through_train_and_reload(smollm_folder, tmp_path) -> N
     from gecko_distill.testing import FakeLLM
 
     replies = [json.dumps([f"Given a question about topic {i}, retrieve answers." for i in range(8)])] + [
-        json.dumps({"user_query": f"question {i} about {w}", "positive_document": f"{w} is explained here in detail.",
-                    "hard_negative_document": f"A page that mentions {w} in passing."})
+        json.dumps(
+            {
+                "user_query": f"question {i} about {w}",
+                "positive_document": f"{w} is explained here in detail.",
+                "hard_negative_document": f"A page that mentions {w} in passing.",
+            }
+        )
         for i, w in enumerate(["tides", "volcanoes", "bread", "chess", "bees", "glaciers", "violins", "comets"])
     ]
     examples = generate_triplets(
-        FakeLLM(replies=replies), SynthConfig(categories=("short-long",), tasks="brainstorm", tasks_per_category=8, triplets_per_task=1)
+        FakeLLM(replies=replies),
+        SynthConfig(categories=("short-long",), tasks="brainstorm", tasks_per_category=8, triplets_per_task=1),
     ).records
     model = decoder_embedder(smollm_folder, CONFIG, device="cpu")
     before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
-    out = train(examples, base_model=model, output_dir=tmp_path / "model",
-                config=decoder_train_config(model, CONFIG, max_steps=2, batch_size=4, learning_rate=1e-3, warmup_ratio=0.0))
+    out = train(
+        examples,
+        base_model=model,
+        output_dir=tmp_path / "model",
+        config=decoder_train_config(model, CONFIG, max_steps=2, batch_size=4, learning_rate=1e-3, warmup_ratio=0.0),
+    )
     changed = [n for n, p in model.named_parameters() if "lora_B" in n and not p.detach().equal(before[n])]
     assert changed
     assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").exists()  # merged on save
@@ -143,7 +153,11 @@ def test_saved_folder_has_the_adapters_merged_and_loads_anywhere(smollm_folder, 
     moved = tmp_path / "elsewhere" / "model"
     shutil.move(str(tmp_path / "saved"), str(moved))
     names = {p.name for p in moved.iterdir()}
-    assert "model.safetensors" in names and "config.json" in names and not names & {"adapter_config.json", "adapter_model.safetensors"}
+    assert (
+        "model.safetensors" in names
+        and "config.json" in names
+        and not names & {"adapter_config.json", "adapter_model.safetensors"}
+    )
     for path in moved.rglob("*.json"):
         assert smollm_folder not in path.read_text(), path  # no reference to the base model's folder
 

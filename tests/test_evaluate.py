@@ -147,7 +147,9 @@ def test_report_round_trips_and_plots(beir: Path, tmp_path: Path) -> None:
     path = report.save(tmp_path / "out" / "report.json")
     loaded = RetrievalReport.load(path)
     assert loaded == report and loaded.model == "toy-encoder"
-    other = report.model_copy(update={"model": "other", "scores": [s.model_copy(update={"ndcg_at_10": 0.5}) for s in report.scores]})
+    other = report.model_copy(
+        update={"model": "other", "scores": [s.model_copy(update={"ndcg_at_10": 0.5}) for s in report.scores]}
+    )
     png = plot_reports([report, other], tmp_path / "plot.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     with pytest.raises(InputError, match=r"unknown metrics \['map'\]"):
@@ -221,7 +223,10 @@ def test_cli_eval_writes_report_and_plot(beir: Path, tmp_path: Path, capsys: pyt
     from gecko_distill.cli import main
 
     out, png = tmp_path / "r.json", tmp_path / "r.png"
-    assert main(["eval", "default", str(beir), "--dims", "384", "64", "--format", "plain", "--out", str(out), "--plot", str(png)]) == 0
+    assert (
+        main(["eval", "default", str(beir), "--dims", "384", "64", "--format", "plain", "--out", str(out), "--plot", str(png)])
+        == 0
+    )
     report = RetrievalReport.load(out)
     assert [row.dim for row in report.scores] == [384, 64] and report.config.input_format == "plain"
     assert "| plain | 64 |" in capsys.readouterr().out

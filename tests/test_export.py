@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_train import _distinct_topics  # the shared picker of pydoc passages with distinct titles
 
 from gecko_distill import FRetConfig, RetrieveConfig, build_fret
 from gecko_distill.cli import export as export_command
@@ -30,17 +31,6 @@ from gecko_distill.records import FRetExample, Passage
 from gecko_distill.testing import FakeLLM
 
 datasets = pytest.importorskip("datasets")
-
-
-def _distinct_topics(passages: list[Passage], n: int) -> list[Passage]:
-    seen, picked = set(), []
-    for p in passages:
-        if p.title not in seen:
-            seen.add(p.title)
-            picked.append(p)
-        if len(picked) == n:
-            return picked
-    return picked
 
 
 @pytest.fixture(scope="module")

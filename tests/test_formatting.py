@@ -84,10 +84,17 @@ def test_symmetric_rows_are_formatted_as_queries_on_both_sides() -> None:
     from gecko_distill.records import FRetExample, Passage
 
     def example(task: str, seed: str = "p1") -> FRetExample:
-        return FRetExample(id="q", task=task, query="Exercise is good for the heart.",
-                           positive=Passage(id="p1", text="Working out helps your heart.", title="Health"),
-                           negative=Passage(id="p2", text="Hearts have four chambers."),
-                           seed_passage_id=seed, positive_is_seed=True, positive_ranks={}, negative_ranks={})
+        return FRetExample(
+            id="q",
+            task=task,
+            query="Exercise is good for the heart.",
+            positive=Passage(id="p1", text="Working out helps your heart.", title="Health"),
+            negative=Passage(id="p2", text="Hearts have four chambers."),
+            seed_passage_id=seed,
+            positive_is_seed=True,
+            positive_ranks={},
+            negative_ranks={},
+        )
 
     sts = "Retrieve sentences that are semantically similar to the given sentence"
     rows = fret_dataset([example(sts), example("Given a question, retrieve answers"), example("Retrieve tweets", "synth:sts")])

@@ -96,7 +96,9 @@ def test_no_logprobs_falls_back_to_graded_labels_once(server, model, caplog):
     assert all(s.error is None for s in scores)
     relevant, irrelevant = scores[0], scores[1]
     # answer "Yes" with confidence "certain" -> p = 1/2 + 1/2 * 0.9
-    assert relevant.choice_logprobs == pytest.approx((math.log(0.5 + 0.5 * GRADED_LEVELS["certain"]), math.log(0.5 - 0.5 * GRADED_LEVELS["certain"])))
+    assert relevant.choice_logprobs == pytest.approx(
+        (math.log(0.5 + 0.5 * GRADED_LEVELS["certain"]), math.log(0.5 - 0.5 * GRADED_LEVELS["certain"]))
+    )
     assert irrelevant.choice_logprobs[0] < irrelevant.choice_logprobs[1]
     assert len(llm.notes) == 1 and "graded labels" in llm.notes[0]
     assert any("graded labels" in r.getMessage() for r in caplog.records)

@@ -15,8 +15,11 @@ CFG = GenerateConfig()
 @pytest.mark.parametrize(
     ("output", "expected"),
     [
-        (" Given a question, find the answer\nQuery: how do I list files", (("Given a question, find the answer", "how do I list files"), "")),
-        (" Task: find it\n  Query: \"sort files by name\"\nPassage: junk", (("find it", "sort files by name"), "")),
+        (
+            " Given a question, find the answer\nQuery: how do I list files",
+            (("Given a question, find the answer", "how do I list files"), ""),
+        ),
+        (' Task: find it\n  Query: "sort files by name"\nPassage: junk', (("find it", "sort files by name"), "")),
         ("", (None, "unparseable")),
         (" a task without a query", (None, "unparseable")),
         ("Query: no task line", (None, "unparseable")),
@@ -53,11 +56,19 @@ def test_prompt_mixes_task_types_across_passages():
 def test_generate_keeps_good_queries_and_counts_skips(caplog):
     caplog.set_level("INFO")
     passages = [Passage(id=f"p{i}", text=f"{PASSAGE} Variant {i}.") for i in range(4)]
-    llm = FakeLLM(replies=[" find files\nQuery: how do I list files", "garbage", " find it\nQuery: ls",
-                           " find files\nQuery: show directory contents"])
+    llm = FakeLLM(
+        replies=[
+            " find files\nQuery: how do I list files",
+            "garbage",
+            " find it\nQuery: ls",
+            " find files\nQuery: show directory contents",
+        ]
+    )
     result = generate(passages, llm, GenerateConfig(max_attempts=1, few_shot_sets=1))
     assert [(q.id, q.passage_id, q.query) for q in result.records] == [
-        ("p0#0", "p0", "how do I list files"), ("p3#0", "p3", "show directory contents")]
+        ("p0#0", "p0", "how do I list files"),
+        ("p3#0", "p3", "show directory contents"),
+    ]
     assert result.skip_counts == {"unparseable": 1, "too_short": 1}
     assert result.stats["llm_calls"] == 4 and result.stats["queries"] == 2
     assert "skipped p1#0 (unparseable)" in caplog.text
@@ -68,8 +79,14 @@ def test_several_queries_per_passage_need_sampling():
     with pytest.raises(ValidationError, match="needs temperature > 0"):
         GenerateConfig(queries_per_passage=2, temperature=0)
     assert GenerateConfig(queries_per_passage=2).temperature == 0.7  # the CLI's default, in the API too
-    llm = FakeLLM(replies=[" t\nQuery: first query here", " t\nQuery: second query here", " t\nQuery: first query here",
-                           " t\nQuery: another one here"])
+    llm = FakeLLM(
+        replies=[
+            " t\nQuery: first query here",
+            " t\nQuery: second query here",
+            " t\nQuery: first query here",
+            " t\nQuery: another one here",
+        ]
+    )
     passages = [Passage(id="a", text=PASSAGE), Passage(id="b", text=PASSAGE + " More.")]
     result = generate(passages, llm, GenerateConfig(queries_per_passage=2, temperature=0.8, few_shot_sets=1))
     assert [q.id for q in result.records] == ["a#0", "a#1", "b#0", "b#1"]  # same text for another passage is fine

@@ -63,8 +63,11 @@ def test_encoding_reads_the_model_format(trained_like: Path, embedder, caplog) -
     got = encode_queries(trained_like, [("Find the command", "list files")])
     np.testing.assert_allclose(got, expected, atol=1e-5)
     doc = {"title": "ls", "text": "list files"}
-    np.testing.assert_allclose(encode_documents(trained_like, [doc]),
-                               model.encode([format_document("list files", "ls", "e5")], normalize_embeddings=True), atol=1e-5)
+    np.testing.assert_allclose(
+        encode_documents(trained_like, [doc]),
+        model.encode([format_document("list files", "ls", "e5")], normalize_embeddings=True),
+        atol=1e-5,
+    )
     plain = encode_queries(embedder, [("Find the command", "list files")])
     np.testing.assert_allclose(plain, embedder.encode(["list files"], normalize_embeddings=True), atol=1e-5)
     with caplog.at_level(logging.WARNING):
@@ -75,7 +78,9 @@ def test_encoding_reads_the_model_format(trained_like: Path, embedder, caplog) -
 def test_eval_reads_the_model_format(trained_like: Path, tmp_path: Path) -> None:
     beir = tmp_path / "beir"
     (beir / "qrels").mkdir(parents=True)
-    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": p.id, "title": p.title, "text": p.text}) + "\n" for p in PASSAGES))
+    (beir / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": p.id, "title": p.title, "text": p.text}) + "\n" for p in PASSAGES)
+    )
     (beir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "copy a file"}) + "\n")
     (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tcp\t1\n")
     assert evaluate(trained_like, beir, dims=[384]).config.input_format == "e5"

@@ -49,7 +49,9 @@ print("EXAMPLES", len(fret))
 @pytest.fixture
 def corpus(pydoc_passages, tmp_path) -> Path:
     path = tmp_path / "corpus.jsonl"
-    path.write_text("".join(json.dumps({"_id": p.id, "title": p.title, "text": p.text}) + "\n" for p in pydoc_passages[:N_PASSAGES]))
+    path.write_text(
+        "".join(json.dumps({"_id": p.id, "title": p.title, "text": p.text}) + "\n" for p in pydoc_passages[:N_PASSAGES])
+    )
     return path
 
 
@@ -122,14 +124,21 @@ def test_sentinel_key_is_in_no_file_written(corpus, embedder, tmp_path, monkeypa
     corpus.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
     with FakeOpenAIServer(api_key=SENTINEL) as server, caplog.at_level(logging.DEBUG):
         llm = get_llm("vllm:fake-teacher", base_url=server.url + "/v1", api_key_env="GD_TEST_LLM_KEY", timeout_s=5)
-        fret = build_fret(corpus, llm=llm, embedder=embedder, config=FRetConfig(retrieve=RetrieveConfig(top_n=TOP_N)),
-                          output_dir=tmp_path / "run")
+        fret = build_fret(
+            corpus,
+            llm=llm,
+            embedder=embedder,
+            config=FRetConfig(retrieve=RetrieveConfig(top_n=TOP_N)),
+            output_dir=tmp_path / "run",
+        )
         llm.close()
         assert all(r.headers.get("authorization") == f"Bearer {SENTINEL}" for r in server.log)  # it was used
     skips = _lines(tmp_path / "run" / "generate" / "skips.jsonl")
     assert len(skips) == 1 and "***" in skips[0]["detail"]
     # the faulty passage also fails the relabelling of any query that retrieves it as a candidate
-    relabel_skips = _lines(tmp_path / "run" / "relabel" / "skips.jsonl") if (tmp_path / "run" / "relabel" / "skips.jsonl").exists() else []
+    relabel_skips = (
+        _lines(tmp_path / "run" / "relabel" / "skips.jsonl") if (tmp_path / "run" / "relabel" / "skips.jsonl").exists() else []
+    )
     assert all(s["reason"] == "llm_error" and "***" in s["detail"] for s in relabel_skips)
     assert len(fret) == N_PASSAGES - 1 - len(relabel_skips)
     assert SENTINEL not in caplog.text and SENTINEL not in json.dumps(fret.stats)

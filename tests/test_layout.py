@@ -20,9 +20,10 @@ ALLOWED = {
     "plumbing": {"plumbing", "llm"},
     "llm": {"plumbing", "llm"},
     "embedder": {"plumbing", "embedder"},
-    "fret": {"plumbing", "llm", "embedder", "fret"},
+    "fret": {"plumbing", "llm", "embedder", "fret", "scale"},  # scale: only build_fret's executor dispatch
     "e5": {"plumbing", "llm", "embedder", "e5"},
-    "cli": {"plumbing", "llm", "embedder", "fret", "e5", "cli"},
+    "scale": {"plumbing", "llm", "embedder", "fret", "scale"},
+    "cli": {"plumbing", "llm", "embedder", "fret", "e5", "scale", "cli"},
 }
 
 

@@ -23,7 +23,9 @@ class _Flaky(FakeLLM):
     """Fails every prompt that contains "fail"."""
 
     def generate(self, requests):
-        return [Generation(error="http_503: down") if "fail" in r.prompt else g for r, g in zip(requests, super().generate(requests))]
+        return [
+            Generation(error="http_503: down") if "fail" in r.prompt else g for r, g in zip(requests, super().generate(requests))
+        ]
 
 
 class _Streaming(FakeLLM):

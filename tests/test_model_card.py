@@ -30,16 +30,7 @@ DOCUMENTS = ["The assert statement inserts debugging assertions into a program."
 OTHER_TASK = "Given a Python keyword, retrieve its reference section"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Torch on one thread in this module, as in test_pretrain.py: on this 2-core machine a
-    training step is about five times slower with two threads that wait for each other."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +164,30 @@ def test_the_base_model_hub_id_is_found_where_it_can_be(trained, embedder, tmp_p
     assert base_model_id(embedder) == DEFAULT_EMBEDDER_ID  # the offline default, loaded
     assert base_model_id(trained[0]) == DEFAULT_EMBEDDER_ID  # a model trained here: its root
     assert base_model_id(tmp_path) is None and base_model_id("org/name") == "org/name"
+
+
+def test_the_eval_command_adds_the_results_to_the_card(trained, beir: Path, tmp_path: Path, capsys, caplog) -> None:
+    import shutil
+
+    from gecko_distill.cli import main
+
+    path = Path(shutil.copytree(trained[0], tmp_path / "model"))
+    assert main(["eval", str(path), str(beir), "--dims", "384", "64"]) == 0
+    assert f"added the results to the model card {path / 'README.md'}" in capsys.readouterr().out
+    index = _model_index(path)
+    assert {dataset for dataset, _ in index} == {"pydoc_dim_384", "pydoc_dim_64"}
+    evaluations = json.loads((path / PROVENANCE_FILE).read_text())["evaluations"]
+    assert [[s["dim"] for s in e["scores"]] for e in evaluations] == [[384, 64]]
+
+    (path / "README.md").unlink()
+    (path / "README.md").mkdir()  # a card that cannot be written: the scores still print
+    assert main(["eval", str(path), str(beir), "--dims", "64"]) == 0
+    assert "| 64 |" in capsys.readouterr().out
+    assert "the results were not added to the model card" in caplog.text and "README.md: cannot write it" in caplog.text
+
+
+def test_eval_of_the_default_model_writes_no_card(beir: Path, capsys) -> None:
+    from gecko_distill.cli import main
+
+    assert main(["eval", "default", str(beir), "--dims", "64"]) == 0
+    assert "model card" not in capsys.readouterr().out

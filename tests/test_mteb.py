@@ -12,26 +12,15 @@ import json
 from pathlib import Path
 
 import pytest
+from test_train import _distinct_topics  # the shared picker of pydoc passages with distinct titles
 
 from gecko_distill.cli import mteb as mteb_command
 from gecko_distill.embedder.evaluate import EvalConfig, evaluate
 from gecko_distill.embedder.formatting import query_prompt
 from gecko_distill.embedder.mteb_eval import TYPE_TASKS, beir_task, main_scores, mteb_prompts, run_mteb
 from gecko_distill.errors import GeckoDistillError, InputError
-from gecko_distill.records import Passage
 
 mteb = pytest.importorskip("mteb")
-
-
-def _distinct_topics(passages: list[Passage], n: int) -> list[Passage]:
-    seen, picked = set(), []
-    for p in passages:
-        if p.title not in seen:
-            seen.add(p.title)
-            picked.append(p)
-        if len(picked) == n:
-            break
-    return picked
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +141,25 @@ def test_mteb_command(model_dir: Path, beir_dir: Path, tmp_path: Path, capsys) -
     with pytest.raises(InputError, match="--batch-size must be at least 1"):
         args = parser.parse_args(["mteb", str(model_dir), str(beir_dir), "--batch-size", "0"])
         args.func(args)
+
+
+def test_eval_runs_mteb_tasks_as_the_mteb_command_does(model_dir: Path, beir_dir: Path, tmp_path: Path, capsys) -> None:
+    from gecko_distill.cli import main
+
+    out = tmp_path / "mteb"
+    assert main(["eval", str(model_dir), "--mteb", str(beir_dir), "--mteb-out", str(out), "--batch-size", "8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["task", "main", "score"] and lines[2] == f"results in {out}"
+    name, score = lines[1].split()
+    ours = evaluate(model_dir, beir_dir, dims=[384])
+    assert name == "pydoc-topics" and float(score) == pytest.approx(ours.at(384).ndcg_at_10, abs=1e-4)
+
+    # a BEIR folder and MTEB tasks in one call: the table, then the tasks (the finished one from --mteb-out)
+    assert main(["eval", str(model_dir), str(beir_dir), "--dims", "64", "--mteb", str(beir_dir), "--mteb-out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| 64 |" in printed and f"pydoc-topics  {score}" in printed
+
+    assert main(["eval", str(model_dir)]) == 2
+    assert "give a BEIR folder (BEIR_DIR), or MTEB tasks with --mteb TASK" in capsys.readouterr().err
+    assert main(["eval", str(model_dir), "--mteb", str(beir_dir), "--json", str(tmp_path / "r.json")]) == 2
+    assert "--json write the BEIR_DIR report" in capsys.readouterr().err

@@ -98,14 +98,21 @@ def test_cli_build_fret_prints_the_summary_table(corpus, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "the corpus has no usable passages"), (b'{"_id": "a", "text": "x"}\n{"_id": "a", "text": "y"}\n', ":2: duplicate passage id 'a'"),
-     (b'{"_id": "a", "text": "x"\n', ":1: invalid JSON"), (b'{"_id": "a", "text": "\xff"}\n', ":1: not valid UTF-8")],
+    [
+        (b"", "the corpus has no usable passages"),
+        (b'{"_id": "a", "text": "x"}\n{"_id": "a", "text": "y"}\n', ":2: duplicate passage id 'a'"),
+        (b'{"_id": "a", "text": "x"\n', ":1: invalid JSON"),
+        (b'{"_id": "a", "text": "\xff"}\n', ":1: not valid UTF-8"),
+    ],
 )
 def test_cli_bad_input_is_one_line_without_traceback(tmp_path, content, message):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_bytes(content)
-    proc = subprocess.run([sys.executable, "-m", "gecko_distill.cli", "build-fret", str(corpus), "--out", str(tmp_path / "o"),
-                           "--llm", "fake"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gecko_distill.cli", "build-fret", str(corpus), "--out", str(tmp_path / "o"), "--llm", "fake"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("gecko-distill: error: ")
@@ -138,8 +145,22 @@ def test_cli_prices_file_sets_the_cost_estimate(corpus, tmp_path, capsys, monkey
     monkeypatch.delenv("GECKO_DISTILL_PRICES", raising=False)
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"fake-llm": {"input_per_mtok": 1000000, "output_per_mtok": 0}}))
-    code = main(["build-fret", str(corpus), "--out", str(tmp_path / "cli"), "--llm", "fake", "--top-n", "4", "--limit", "3",
-                 "--prices", str(prices)])
+    code = main(
+        [
+            "build-fret",
+            str(corpus),
+            "--out",
+            str(tmp_path / "cli"),
+            "--llm",
+            "fake",
+            "--top-n",
+            "4",
+            "--limit",
+            "3",
+            "--prices",
+            str(prices),
+        ]
+    )
     manifest = json.loads((tmp_path / "cli" / "manifest.json").read_text())
     generate = manifest["stats"]["generate"]
     assert code == 0 and generate["llm_cost_usd"] == generate["llm_prompt_tokens"] > 0
@@ -153,8 +174,12 @@ def _beir_from(corpus, folder, n_queries=3):
     (folder / "qrels").mkdir(parents=True)
     shutil.copy(corpus, folder / "corpus.jsonl")
     docs = [json.loads(line) for line in corpus.read_text().splitlines()][:n_queries]
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"about {d['title']}"}) + "\n" for i, d in enumerate(docs)))
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{d['_id']}\t1\n" for i, d in enumerate(docs)))
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"q{i}", "text": f"about {d['title']}"}) + "\n" for i, d in enumerate(docs))
+    )
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{d['_id']}\t1\n" for i, d in enumerate(docs))
+    )
     return folder
 
 
@@ -162,8 +187,29 @@ def test_cli_run_builds_trains_evaluates_and_reuses_the_model(corpus, tmp_path, 
     from gecko_distill.embedder.evaluate import RetrievalReport
 
     beir, out = _beir_from(corpus, tmp_path / "beir"), tmp_path / "run"
-    args = ["run", str(corpus), "--out", str(out), "--eval", str(beir), "--llm", "fake", "--top-n", "4", "--limit", "8",
-            "--max-steps", "1", "--batch-size", "2", "--max-seq-length", "32", "--dims", "384", "64"]
+    args = [
+        "run",
+        str(corpus),
+        "--out",
+        str(out),
+        "--eval",
+        str(beir),
+        "--llm",
+        "fake",
+        "--top-n",
+        "4",
+        "--limit",
+        "8",
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--max-seq-length",
+        "32",
+        "--dims",
+        "384",
+        "64",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "FRet: 8 examples" in printed and "model: saved to" in printed and "| distilled |" in printed
@@ -190,11 +236,14 @@ def test_cli_run_checks_the_eval_folder_before_any_llm_call(corpus, tmp_path, ca
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize(("prompt_id", "stage"), [("GENERATION_PROMPT_ID", "generate"), ("SCORING_PROMPT_ID", "relabel")])
-def test_an_edited_prompt_makes_saved_output_stale(corpus, embedder, tmp_path, monkeypatch, prompt_id, stage):
+@pytest.mark.parametrize(
+    ("attribute", "edited", "stage"),
+    [("generation_prompt_id", lambda language: "edited-prompt", "generate"), ("SCORING_PROMPT_ID", "edited-prompt", "relabel")],
+)
+def test_an_edited_prompt_makes_saved_output_stale(corpus, embedder, tmp_path, monkeypatch, attribute, edited, stage):
     import gecko_distill.fret.pipeline as pipeline
 
     build_fret(corpus, llm=FakeLLM(), embedder=embedder, config=CONFIG, output_dir=tmp_path / "run")
-    monkeypatch.setattr(pipeline, prompt_id, "edited-prompt")
+    monkeypatch.setattr(pipeline, attribute, edited)
     with pytest.raises(StaleOutputError, match=f"run/{stage}: refusing to reuse the '{stage}' stage output"):
         build_fret(corpus, llm=FakeLLM(), embedder=embedder, config=CONFIG, output_dir=tmp_path / "run")

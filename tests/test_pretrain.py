@@ -64,8 +64,11 @@ def corpus(pydoc_passages, tmp_path_factory) -> Path:
 def qa_file(pydoc_passages, tmp_path_factory) -> Path:
     """4 question-answer pairs, one of them twice."""
     rows = [
-        {"task": "Given a question, retrieve the passage that answers it", "anchor": f"what is {p.title}?",
-         "positive": {"title": p.title, "text": p.text}}
+        {
+            "task": "Given a question, retrieve the passage that answers it",
+            "anchor": f"what is {p.title}?",
+            "positive": {"title": p.title, "text": p.text},
+        }
         for p in distinct_titles(pydoc_passages, 4, skip=200)
     ]
     return write_jsonl(tmp_path_factory.mktemp("qa") / "qa.jsonl", [*rows, rows[0]])
@@ -106,8 +109,7 @@ def test_two_batches_of_title_pairs_always_fill(pydoc_passages) -> None:
 def test_pretrains_from_a_corpus_with_titles_and_no_llm(pretrained, embedder) -> None:
     record = json.loads((pretrained / PRETRAIN_RECORD).read_text())
     assert record["pairs"] == {"title": 8, "qa": 4, "total": 12}
-    assert record["skipped"] == {"untitled_passages": 3, "title_is_text": 0, "duplicate_title_pairs": 0,
-                                 "duplicate_qa_pairs": 1}
+    assert record["skipped"] == {"untitled_passages": 3, "title_is_text": 0, "duplicate_title_pairs": 0, "duplicate_qa_pairs": 1}
     provenance = json.loads((pretrained / PROVENANCE_FILE).read_text())
     assert provenance["query_format"] == "plain"  # the base model's own format: a short stage cannot teach one
     assert provenance["examples_per_epoch"] == {"fret": 8, "qa_pairs": 4}
@@ -183,7 +185,10 @@ def test_cli_pretrain(pretrained, corpus, qa_file, tmp_path, capsys) -> None:
     [
         (["--epochs", "0"], "invalid option: --epochs 0.0: Input should be greater than 0"),
         (["--batch-size", "1"], "invalid option: --batch-size 1: Input should be greater than or equal to 2"),
-        (["--qa-pairs", "missing.jsonl"], "missing.jsonl: QA pairs file not found (expected JSONL rows with task, anchor, positive)"),
+        (
+            ["--qa-pairs", "missing.jsonl"],
+            "missing.jsonl: QA pairs file not found (expected JSONL rows with task, anchor, positive)",
+        ),
     ],
 )
 def test_cli_bad_options_are_one_line(corpus, tmp_path, capsys, options, message) -> None:
@@ -195,9 +200,15 @@ def test_cli_bad_options_are_one_line(corpus, tmp_path, capsys, options, message
 def fret_examples(passages: list[Passage]) -> list[FRetExample]:
     return [
         FRetExample(
-            id=f"q{i}", task="Given a question, retrieve the passage that answers it", query=" ".join(p.text.split()[:10]),
-            positive=p, negative=passages[(i + 1) % len(passages)], seed_passage_id=p.id, positive_is_seed=True,
-            positive_ranks={}, negative_ranks={},
+            id=f"q{i}",
+            task="Given a question, retrieve the passage that answers it",
+            query=" ".join(p.text.split()[:10]),
+            positive=p,
+            negative=passages[(i + 1) % len(passages)],
+            seed_passage_id=p.id,
+            positive_is_seed=True,
+            positive_ranks={},
+            negative_ranks={},
         )
         for i, p in enumerate(passages)
     ]
@@ -218,8 +229,9 @@ def test_self_check_compares_against_the_reference_model(pretrained, pydoc_passa
         return score_variant(model, held, pool, dims, input_format, alpha)
 
     monkeypatch.setattr(train_module, "score_variant", recording)
-    out = train_module.train(examples, base_model=pretrained, output_dir=tmp_path / "m", config=config,
-                             reference_model=default_embedder_path())
+    out = train_module.train(
+        examples, base_model=pretrained, output_dir=tmp_path / "m", config=config, reference_model=default_embedder_path()
+    )
     reference = embedder.encode(PROBE, normalize_embeddings=True)
     np.testing.assert_allclose(base_probe[0], reference, atol=1e-5)  # the base of the check is the reference
     assert not np.allclose(load_model(pretrained).encode(PROBE, normalize_embeddings=True), reference, atol=1e-4)
@@ -231,23 +243,42 @@ def test_self_check_compares_against_the_reference_model(pretrained, pydoc_passa
     import torch
 
     with pytest.raises(InputError, match="reference_model 'Linear' does not have the architecture of the base model"):
-        train_module.train(examples, base_model=pretrained, output_dir=tmp_path / "m2", config=config,
-                           reference_model=torch.nn.Linear(2, 2))
+        train_module.train(
+            examples, base_model=pretrained, output_dir=tmp_path / "m2", config=config, reference_model=torch.nn.Linear(2, 2)
+        )
 
 
 def test_cli_run_pretrains_then_trains_from_the_pretrained_model(pydoc_passages, tmp_path, capsys, monkeypatch) -> None:
     import gecko_distill.cli.run as run_module
     import gecko_distill.embedder.train as train_module
 
-    corpus = write_jsonl(tmp_path / "corpus.jsonl", [
-        {"_id": p.id, "title": p.title, "text": p.text} for p in distinct_titles(pydoc_passages, 8, skip=50)
-    ])
+    corpus = write_jsonl(
+        tmp_path / "corpus.jsonl",
+        [{"_id": p.id, "title": p.title, "text": p.text} for p in distinct_titles(pydoc_passages, 8, skip=50)],
+    )
     real_config, real_train, calls = run_module._pretrain_config, train_module.train, []
     monkeypatch.setattr(run_module, "_pretrain_config", lambda args: real_config(args).model_copy(update={"min_pairs": 8}))
     monkeypatch.setattr(train_module, "train", lambda *a, **kw: calls.append(kw) or real_train(*a, **kw))
     out = tmp_path / "run"
-    args = ["run", str(corpus), "--out", str(out), "--llm", "fake", "--top-n", "4", "--max-steps", "1",
-            "--batch-size", "2", "--max-seq-length", "32", "--dims", "384", "64"]
+    args = [
+        "run",
+        str(corpus),
+        "--out",
+        str(out),
+        "--llm",
+        "fake",
+        "--top-n",
+        "4",
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--max-seq-length",
+        "32",
+        "--dims",
+        "384",
+        "64",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert f"pretraining: on 8 (title, passage) pairs of the corpus, saved to {out / 'pretrained'}" in printed

@@ -217,3 +217,71 @@ def test_bars_only_on_a_terminal(monkeypatch):
     assert _quiet.bars_enabled()
     monkeypatch.setenv(_quiet.NO_PROGRESS_ENV, "1")
     assert not _quiet.bars_enabled()
+
+
+def test_the_wrappers_load_the_teacher_they_wrap(tmp_path, monkeypatch):
+    import gecko_distill.llm.registry as registry
+    from gecko_distill.fret.generate import load_backend
+    from gecko_distill.llm.cache import CachedLLM
+    from gecko_distill.llm.registry import LazyLLM
+
+    loaded: list[str] = []
+
+    class Teacher(FakeLLM):
+        def load(self) -> None:
+            loaded.append(self.name)
+
+    load_backend(CachedLLM(Teacher(name="inner"), tmp_path / "cache.sqlite"))  # as build_fret wraps the teacher
+    assert loaded == ["inner"]
+    CachedLLM(FakeLLM(), tmp_path / "other.sqlite").load()  # a backend with nothing to load: nothing happens
+
+    lazy = LazyLLM("gemma3-270m")
+    monkeypatch.setattr(registry, "get_llm", lambda name, **options: loaded.append(name) or FakeLLM(name=lazy.name))
+    load_backend(CachedLLM(lazy, tmp_path / "lazy.sqlite"))
+    lazy.load()  # loaded once
+    assert loaded == ["inner", "gemma3-270m"] and lazy.generate([]) == []
+
+
+def test_the_dequantisation_bar_is_muted(tmp_path, monkeypatch, restore_quiet):
+    """``_dequantised`` runs transformers' GGUF loading with its module's tqdm switched off
+    (the real dequantisation takes a minute: the loader is replaced by one that draws the bar)."""
+    pytest.importorskip("gguf")
+    import transformers
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    from gecko_distill.llm import transformers_backend
+
+    bars: list[bool] = []
+
+    class Saved:
+        def save_pretrained(self, folder) -> None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / "config.json").write_text("{}")
+
+    class Model(Saved):
+        config = types.SimpleNamespace()
+
+    def from_pretrained(*args, **kwargs):
+        bars.append(gguf_utils.tqdm(range(2)).disable)
+        return Model()
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: Saved())
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(transformers_backend, "gguf_backend_name", lambda path: "gguf:model@abc123")
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"")
+    _quiet.quiet()
+    assert Path(transformers_backend._dequantised(gguf, tmp_path / "cache")).name == "model-abc123"
+    _quiet.quiet(False)  # -v: the bar is drawn
+    transformers_backend._dequantised(gguf, tmp_path / "cache-verbose")
+    assert bars == [True, False] and gguf_utils.tqdm(range(1)).disable is False
+
+
+def test_stage_bars_follow_bars_enabled(monkeypatch):
+    from gecko_distill import _io
+
+    monkeypatch.setattr(_io, "bars_enabled", lambda: False)
+    assert _io.progress(3, "x", "item").disable
+    monkeypatch.setattr(_io, "bars_enabled", lambda: True)
+    with _io.progress(3, "x", "item") as bar:
+        assert not bar.disable

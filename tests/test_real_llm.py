@@ -34,10 +34,16 @@ def test_generate_writes_real_queries(real_llm, pydoc_passages):
 
 def test_scores_do_not_depend_on_batching_or_padding(real_llm_fp32):
     requests = [
-        ScoreRequest(context=ql_context("The ls command lists directory contents.", "find the command"),
-                     continuation=" list files in a folder", suffix=rc_question(), choices=RC_CHOICES),
-        ScoreRequest(context=ql_context("cp copies files and directories, preserving attributes when asked to.", "t"),
-                     continuation=" copy a directory"),
+        ScoreRequest(
+            context=ql_context("The ls command lists directory contents.", "find the command"),
+            continuation=" list files in a folder",
+            suffix=rc_question(),
+            choices=RC_CHOICES,
+        ),
+        ScoreRequest(
+            context=ql_context("cp copies files and directories, preserving attributes when asked to.", "t"),
+            continuation=" copy a directory",
+        ),
         ScoreRequest(context="Geckos", continuation=" climb walls."),
     ]
     batch_size = real_llm_fp32.batch_size
@@ -55,16 +61,22 @@ def test_scores_do_not_depend_on_batching_or_padding(real_llm_fp32):
 
 def test_fused_and_separate_passes_give_the_same_query_likelihood(real_llm_fp32):
     context = ql_context("The ls command lists directory contents.", "find the command")
-    fused, separate = real_llm_fp32.score([
-        ScoreRequest(context=context, continuation=" list files", suffix=rc_question(), choices=RC_CHOICES),
-        ScoreRequest(context=context, continuation=" list files"),
-    ])
+    fused, separate = real_llm_fp32.score(
+        [
+            ScoreRequest(context=context, continuation=" list files", suffix=rc_question(), choices=RC_CHOICES),
+            ScoreRequest(context=context, continuation=" list files"),
+        ]
+    )
     assert fused.logprob == pytest.approx(separate.logprob, abs=1e-3)
 
 
 def test_generation_is_greedy_and_repeatable(real_llm):
-    request = GenerationRequest(prompt="Passage: Paris is the capital of France.\nQuery: what is the capital of France\n\n"
-                                       "Passage: Berlin is the capital of Germany.\nQuery:", max_new_tokens=12, stop=("\n",))
+    request = GenerationRequest(
+        prompt="Passage: Paris is the capital of France.\nQuery: what is the capital of France\n\n"
+        "Passage: Berlin is the capital of Germany.\nQuery:",
+        max_new_tokens=12,
+        stop=("\n",),
+    )
     first, again = real_llm.generate([request, request])
     assert first.text == again.text and first.text.strip() and "\n" not in first.text
 
@@ -72,8 +84,12 @@ def test_generation_is_greedy_and_repeatable(real_llm):
 def test_relabel_ranks_real_candidates(real_llm, pydoc_passages, embedder):
     passages = pydoc_passages[90:130]
     seed = by_word(passages, "lambda")
-    query = GeneratedQuery(id=f"{seed.id}#0", passage_id=seed.id, task="Given a question, retrieve passages that answer it",
-                           query="how do I write an anonymous function with lambda")
+    query = GeneratedQuery(
+        id=f"{seed.id}#0",
+        passage_id=seed.id,
+        task="Given a question, retrieve passages that answer it",
+        query="how do I write an anonymous function with lambda",
+    )
     candidates = retrieve([query], passages, embedder, RetrieveConfig(top_n=4)).records
     result = relabel(candidates, passages, real_llm, RelabelConfig())
     (example,) = result.records
@@ -95,8 +111,12 @@ def test_few_shot_relabel_with_the_real_teacher(real_llm, pydoc_passages, embedd
     passages = pydoc_passages[90:130]
     words = ["lambda", "breakpoint", "__init__", "with"]
     queries = [
-        GeneratedQuery(id=f"{by_word(passages, w).id}#0", passage_id=by_word(passages, w).id,
-                       task="Given a question, retrieve passages that answer it", query=f"what does the {w} statement do")
+        GeneratedQuery(
+            id=f"{by_word(passages, w).id}#0",
+            passage_id=by_word(passages, w).id,
+            task="Given a question, retrieve passages that answer it",
+            query=f"what does the {w} statement do",
+        )
         for w in words
     ]
     candidates = retrieve(queries, passages, embedder, RetrieveConfig(top_n=4)).records
@@ -126,19 +146,29 @@ def test_another_gguf_teacher_works_through_the_same_backend():
 
     llm = get_llm("smollm2-135m")
     assert llm.name.startswith("transformers:SmolLM2-135M-Instruct.Q4_1.gguf@")
-    (score,) = llm.score([ScoreRequest(context="Passage: ls lists files.\nQuery:", continuation=" list files",
-                                       suffix="\nAnswer:", choices=RC_CHOICES)])
+    (score,) = llm.score(
+        [
+            ScoreRequest(
+                context="Passage: ls lists files.\nQuery:", continuation=" list files", suffix="\nAnswer:", choices=RC_CHOICES
+            )
+        ]
+    )
     assert score.num_tokens == 2 and score.logprob < 0 and len(score.choice_logprobs) == 2
     (generation,) = llm.generate([GenerationRequest(prompt="Passage: ls lists files.\nQuery:", max_new_tokens=8)])
     assert generation.completion_tokens > 0
 
 
 def test_shared_prefixes_save_work_and_change_no_score(real_llm_fp32):
-    passages = ["The ls command lists directory contents, sorted by name unless another order is asked for. " * 3,
-                "cp copies files and directories, preserving attributes when asked to. " * 3]
+    passages = [
+        "The ls command lists directory contents, sorted by name unless another order is asked for. " * 3,
+        "cp copies files and directories, preserving attributes when asked to. " * 3,
+    ]
     queries = [" list files in a folder", " copy a directory", " how do I sort files by size"]
-    requests = [ScoreRequest(context=ql_context(p, "find the command"), continuation=q, suffix=rc_question(),
-                             choices=RC_CHOICES) for p in passages for q in queries]
+    requests = [
+        ScoreRequest(context=ql_context(p, "find the command"), continuation=q, suffix=rc_question(), choices=RC_CHOICES)
+        for p in passages
+        for q in queries
+    ]
     settings = (real_llm_fp32.share_prefixes, real_llm_fp32.batch_size)
     try:
         before = real_llm_fp32.counters["real_tokens"]
@@ -159,8 +189,10 @@ def test_shared_prefixes_save_work_and_change_no_score(real_llm_fp32):
 
 def test_generation_around_a_shared_few_shot_prefix_writes_the_same_text(real_llm_fp32):
     shots = "Passage: Paris is the capital of France.\nQuery: what is the capital of France\n\n" * 4
-    requests = [GenerationRequest(prompt=shots + f"Passage: {p}\nQuery:", max_new_tokens=8, stop=("\n",))
-                for p in ("Berlin is the capital of Germany.", "Geckos can climb glass walls.")]
+    requests = [
+        GenerationRequest(prompt=shots + f"Passage: {p}\nQuery:", max_new_tokens=8, stop=("\n",))
+        for p in ("Berlin is the capital of Germany.", "Geckos can climb glass walls.")
+    ]
     shared = real_llm_fp32.generate(requests)
     real_llm_fp32.share_prefixes = False
     try:

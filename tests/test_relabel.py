@@ -11,12 +11,18 @@ PASSAGES = [
     Passage(id="mid", text="Many lizards climb trees to bask in the sun."),
     Passage(id="off", text="Income tax returns are due in April in the United States."),
 ]
-QUERY = GeneratedQuery(id="seed#0", passage_id="seed", task="Given a question, retrieve passages that answer it",
-                       query="how do geckos climb glass walls")
+QUERY = GeneratedQuery(
+    id="seed#0",
+    passage_id="seed",
+    task="Given a question, retrieve passages that answer it",
+    query="how do geckos climb glass walls",
+)
 
 
 def candidates(order=("seed", "best", "mid", "off")) -> RankedCandidates:
-    return RankedCandidates(query=QUERY, candidates=[Candidate(passage_id=p, retrieval_score=1 - i / 10) for i, p in enumerate(order)])
+    return RankedCandidates(
+        query=QUERY, candidates=[Candidate(passage_id=p, retrieval_score=1 - i / 10) for i, p in enumerate(order)]
+    )
 
 
 def test_rank_with_ties_shares_the_best_rank():
@@ -45,16 +51,21 @@ def test_relabelled_positive_can_differ_from_the_seed():
 
 def scripted(ql: dict[str, float], rc: dict[str, float]):
     """A scorer that reads the candidate passage out of the prompt and returns fixed signals."""
+
     def score(request):
         pid = next(p.id for p in PASSAGES if p.text in request.context)
         lp_yes = rc[pid] if request.choices else 0.0
-        return Score(logprob=ql[pid] * 2 if request.continuation else 0.0, num_tokens=2 if request.continuation else 0,
-                     choice_logprobs=(lp_yes, 0.0) if request.choices else ())
+        return Score(
+            logprob=ql[pid] * 2 if request.continuation else 0.0,
+            num_tokens=2 if request.continuation else 0,
+            choice_logprobs=(lp_yes, 0.0) if request.choices else (),
+        )
+
     return FakeLLM(score_fn=score)
 
 
-QL = {"seed": -1.0, "best": -2.0, "mid": -3.0, "off": -4.0}   # ranks 1 2 3 4
-RC = {"seed": 0.0, "best": 5.0, "mid": 1.0, "off": -3.0}     # ranks 3 1 2 4
+QL = {"seed": -1.0, "best": -2.0, "mid": -3.0, "off": -4.0}  # ranks 1 2 3 4
+RC = {"seed": 0.0, "best": 5.0, "mid": 1.0, "off": -3.0}  # ranks 3 1 2 4
 
 
 @pytest.mark.parametrize(("rank_by", "positive"), [("rrf", "best"), ("ql", "seed"), ("rc", "best")])
@@ -85,8 +96,10 @@ def test_negative_last_and_random_never_pick_the_seed_or_positive():
     rc = {"seed": -9.0, "best": 3.0, "mid": 2.0, "off": 1.0}
     (last,) = relabel([candidates()], PASSAGES, scripted(ql, rc), RelabelConfig(negative="last")).records
     assert last.negative.id == "off"
-    picks = {relabel([candidates()], PASSAGES, scripted(ql, rc), RelabelConfig(negative="random", seed=s)).records[0].negative.id
-             for s in range(20)}
+    picks = {
+        relabel([candidates()], PASSAGES, scripted(ql, rc), RelabelConfig(negative="random", seed=s)).records[0].negative.id
+        for s in range(20)
+    }
     assert picks == {"off"}  # "mid" is fused rank 2: random draws from the lower half only
 
 
@@ -122,8 +135,10 @@ def test_failed_scores_skip_the_query_and_too_few_candidates_are_skipped():
 def many_queries(n: int) -> list[RankedCandidates]:
     orders = [("seed", "best", "mid", "off"), ("seed", "off", "mid"), ("seed", "mid", "best", "off")]
     return [
-        RankedCandidates(query=QUERY.model_copy(update={"id": f"seed#{i}", "query": f"how do geckos climb {i}"}),
-                         candidates=[Candidate(passage_id=p, retrieval_score=1 - j / 10) for j, p in enumerate(orders[i % 3])])
+        RankedCandidates(
+            query=QUERY.model_copy(update={"id": f"seed#{i}", "query": f"how do geckos climb {i}"}),
+            candidates=[Candidate(passage_id=p, retrieval_score=1 - j / 10) for j, p in enumerate(orders[i % 3])],
+        )
         for i in range(n)
     ]
 
@@ -148,11 +163,18 @@ def test_overlapping_chunks_cover_every_query_once_and_group_shared_candidates()
     from gecko_distill.fret.relabel import overlapping_chunks
 
     def item(qid, *pids):
-        return RankedCandidates(query=QUERY.model_copy(update={"id": qid}),
-                                candidates=[Candidate(passage_id=p, retrieval_score=0.0) for p in pids])
+        return RankedCandidates(
+            query=QUERY.model_copy(update={"id": qid}), candidates=[Candidate(passage_id=p, retrieval_score=0.0) for p in pids]
+        )
 
-    items = [item("a", "p1", "p2"), item("b", "p7", "p8"), item("c", "p3", "p4"), item("d", "p2", "p3"),
-             item("e", "p8", "p9"), item("f", "p1", "p4")]
+    items = [
+        item("a", "p1", "p2"),
+        item("b", "p7", "p8"),
+        item("c", "p3", "p4"),
+        item("d", "p2", "p3"),
+        item("e", "p8", "p9"),
+        item("f", "p1", "p4"),
+    ]
     chunks = [[i.query.id for i in chunk] for chunk in overlapping_chunks(items, 3)]
     assert sorted(q for chunk in chunks for q in chunk) == list("abcdef")
     assert chunks[0] == ["a", "d", "c"] and set(chunks[1]) == {"b", "e", "f"}
@@ -203,7 +225,9 @@ def test_scoring_prompts_show_demonstrations_from_the_run_and_never_a_querys_own
         passages_shown = [line.removeprefix("Passage: ") for line in demos.splitlines() if line.startswith("Passage: ")]
         assert set(shown) == {f"topic {n} details" for n in range(12)} & set(shown) and len(set(shown)) == 2
         assert query not in shown, f"{query!r} was scored with itself as a demonstration"
-        assert set(passages_shown) <= texts and len(passages_shown) == (2 if scoring == "separate" and request.continuation else 4)
+        assert set(passages_shown) <= texts and len(passages_shown) == (
+            2 if scoring == "separate" and request.continuation else 4
+        )
         demo_queries.update(shown)
     assert len(demo_queries) == 4  # two sets of two: the second serves the first set's own queries
 

@@ -22,13 +22,15 @@ def one_error_line(capsys: pytest.CaptureFixture) -> str:
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1, err
     assert err[0].startswith(PREFIX)
-    return err[0][len(PREFIX):]
+    return err[0][len(PREFIX) :]
 
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     path = tmp_path / "corpus.jsonl"
-    lines = [{"_id": f"d{i}", "title": "Geckos", "text": f"Passage {i}: geckos climb glass walls with {i + 2} toes."} for i in range(8)]
+    lines = [
+        {"_id": f"d{i}", "title": "Geckos", "text": f"Passage {i}: geckos climb glass walls with {i + 2} toes."} for i in range(8)
+    ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
 
@@ -139,8 +141,22 @@ def test_no_traceback_from_the_command(tmp_path, case):
     folder = tmp_path / "corpus.jsonl"
     (folder / "corpus.jsonl").mkdir(parents=True)
     extra = ["--top-n", "0"] if case == "option" else []
-    proc = subprocess.run([sys.executable, "-m", "gecko_distill.cli", "build-fret", str(folder), "--out", str(tmp_path / "o"),
-                           "--llm", "fake", *extra], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gecko_distill.cli",
+            "build-fret",
+            str(folder),
+            "--out",
+            str(tmp_path / "o"),
+            "--llm",
+            "fake",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith(PREFIX)
     assert ("--top-n 0" if case == "option" else "a folder with no corpus.jsonl") in proc.stderr
@@ -192,8 +208,11 @@ def test_an_uncached_hub_id_offline_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
     from gecko_distill.embedder.encoding import load_model
 
-    with pytest.raises(InputError, match=r"^gecko-test/not-cached: no such model folder, and the Hugging Face hub id "
-                                         r"could not be loaded \(offline\? not cached\?\)"):
+    with pytest.raises(
+        InputError,
+        match=r"^gecko-test/not-cached: no such model folder, and the Hugging Face hub id "
+        r"could not be loaded \(offline\? not cached\?\)",
+    ):
         load_model("gecko-test/not-cached")
     assert main(["eval", "gecko-test/not-cached", str(_beir(tmp_path / "beir"))]) == 2
     assert one_error_line(capsys).startswith("gecko-test/not-cached: no such model folder")

@@ -133,8 +133,23 @@ def dummy_prefix_model(tmp_path_factory):
     import torch
     import transformers
 
-    words = ["<unk>", "<pad>", "<s>", "</s>", "▁", "▁Yes", "▁No", "▁please", "▁\n", "\n", "▁Passage:", "▁geckos",
-             "▁climb", "▁Query:", "▁Answer:"]
+    words = [
+        "<unk>",
+        "<pad>",
+        "<s>",
+        "</s>",
+        "▁",
+        "▁Yes",
+        "▁No",
+        "▁please",
+        "▁\n",
+        "\n",
+        "▁Passage:",
+        "▁geckos",
+        "▁climb",
+        "▁Query:",
+        "▁Answer:",
+    ]
     backend = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     # As Llama-2's tokenizer.json: prepend "▁" (the dummy prefix) and turn spaces into "▁" ...
     backend.normalizer = tokenizers.normalizers.Sequence(
@@ -147,8 +162,15 @@ def dummy_prefix_model(tmp_path_factory):
     )
     assert tokenizer(" Yes", add_special_tokens=False).input_ids[0] == tokenizer(" No", add_special_tokens=False).input_ids[0]
     torch.manual_seed(0)
-    config = transformers.LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    config = transformers.LlamaConfig(
+        vocab_size=len(words),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
     folder = tmp_path_factory.mktemp("dummy-prefix-llama")
     transformers.LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -255,8 +255,19 @@ def test_a_second_run_on_the_same_folder_is_refused(corpus, embedder, tmp_path):
 def test_two_concurrent_cli_runs_never_duplicate_records(corpus, tmp_path):
     """Run the same command twice at once: one may be refused, and no stage file holds a line twice."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "gecko_distill.cli", "build-fret", str(corpus), "--out", str(out), "--llm", "fake",
-           "--top-n", "4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gecko_distill.cli",
+        "build-fret",
+        str(corpus),
+        "--out",
+        str(out),
+        "--llm",
+        "fake",
+        "--top-n",
+        "4",
+    ]
     env = {**os.environ, "GECKO_DISTILL_NO_PROGRESS": "1"}
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
     results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
@@ -271,9 +282,14 @@ def test_two_concurrent_cli_runs_never_duplicate_records(corpus, tmp_path):
 def test_the_lock_of_a_killed_run_does_not_block(corpus, embedder, tmp_path):
     out = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom gecko_distill._io import lock_output_folder\n"
-         f"with lock_output_folder({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(600)\n"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom gecko_distill._io import lock_output_folder\n"
+            f"with lock_output_folder({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -306,8 +322,20 @@ def test_a_missing_prices_file_is_an_error_before_any_work(corpus, embedder, tmp
 
 def test_cli_missing_prices_file_is_one_line(corpus, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GECKO_DISTILL_PRICES", "")  # restored afterwards: the command sets it from --prices
-    code = main(["build-fret", str(corpus), "--out", str(tmp_path / "cli"), "--llm", "fake", "--top-n", "4",
-                 "--prices", str(tmp_path / "nope.json")])
+    code = main(
+        [
+            "build-fret",
+            str(corpus),
+            "--out",
+            str(tmp_path / "cli"),
+            "--llm",
+            "fake",
+            "--top-n",
+            "4",
+            "--prices",
+            str(tmp_path / "nope.json"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "nope.json: prices file" in err and "not found" in err
     assert not (tmp_path / "cli" / "generate").exists()
@@ -382,12 +410,26 @@ def test_a_truncated_stage_manifest_is_named_and_overwrite_rebuilds(corpus, embe
     assert llm.history == []  # rebuilt from the LLM cache
 
 
-@pytest.mark.parametrize("problem", ["out_is_file", "stage_is_file", "fret_is_folder", "corrupt_cache", "bad_manifest",
-                                     "records_is_folder"])
+@pytest.mark.parametrize(
+    "problem", ["out_is_file", "stage_is_file", "fret_is_folder", "corrupt_cache", "bad_manifest", "records_is_folder"]
+)
 def test_cli_filesystem_problems_are_one_line(corpus, tmp_path, problem):
     out = tmp_path / "o"
-    args = [sys.executable, "-m", "gecko_distill.cli", "build-fret", str(corpus), "--out", str(out), "--llm", "fake",
-            "--top-n", "4", "--limit", "4"]
+    args = [
+        sys.executable,
+        "-m",
+        "gecko_distill.cli",
+        "build-fret",
+        str(corpus),
+        "--out",
+        str(out),
+        "--llm",
+        "fake",
+        "--top-n",
+        "4",
+        "--limit",
+        "4",
+    ]
     if problem == "bad_manifest":
         assert subprocess.run(args, capture_output=True).returncode == 0
         (out / "generate" / "manifest.json").write_text('{"stage": "gene')
@@ -452,8 +494,14 @@ def read_only_run(corpus: Path, out: Path) -> dict:
     try:
         env = {**os.environ, "GECKO_DISTILL_NO_PROGRESS": "1"}
         preexec = _without_root_powers if os.geteuid() == 0 else None
-        proc = subprocess.run([sys.executable, "-c", _READER, str(corpus), str(out)], capture_output=True, text=True,
-                              env=env, preexec_fn=preexec, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-c", _READER, str(corpus), str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+            preexec_fn=preexec,
+            timeout=600,
+        )
     finally:
         writable_again(out)
     assert proc.returncode == 0, proc.stderr
@@ -492,9 +540,11 @@ def test_a_dict_config_and_an_llm_name_are_accepted(passages, embedder):
 
 @pytest.mark.parametrize(
     ("config", "message"),
-    [({"retrieve": {"top_n": 2}}, r"config: retrieve.top_n: .*at least 3 candidates are needed"),
-     ({"retreive": {}}, r"config: retreive: Extra inputs are not permitted"),
-     (RetrieveConfig(), "config must be an FRetConfig or a dict of its fields, not RetrieveConfig")],
+    [
+        ({"retrieve": {"top_n": 2}}, r"config: retrieve.top_n: .*at least 3 candidates are needed"),
+        ({"retreive": {}}, r"config: retreive: Extra inputs are not permitted"),
+        (RetrieveConfig(), "config must be an FRetConfig or a dict of its fields, not RetrieveConfig"),
+    ],
 )
 def test_an_invalid_config_names_the_field(config, message):
     with pytest.raises(InputError, match=message):
@@ -511,7 +561,9 @@ def test_an_llm_of_the_wrong_type_is_a_clear_error():
 def test_top_n_below_three_is_refused():
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="at least 3 candidates are needed .*relabel needs a positive, a negative and one more"):
+    with pytest.raises(
+        ValidationError, match="at least 3 candidates are needed .*relabel needs a positive, a negative and one more"
+    ):
         RetrieveConfig(top_n=2)
     assert RetrieveConfig(top_n=3).top_n == 3
 
@@ -520,8 +572,9 @@ def test_a_finished_run_with_a_separate_scorer_is_reused(corpus, embedder, tmp_p
     """The relabel fingerprint once named the scorer only when its cache was not empty, so the
     rerun of a finished run with ``scorer=`` refused its own relabel stage."""
     out = tmp_path / "run"
-    first = build_fret(corpus, llm=FakeLLM(can_score=False, name="chat-only"), scorer=FakeLLM(), embedder=embedder,
-                       config=CONFIG, output_dir=out)
+    first = build_fret(
+        corpus, llm=FakeLLM(can_score=False, name="chat-only"), scorer=FakeLLM(), embedder=embedder, config=CONFIG, output_dir=out
+    )
     teacher, scorer = FakeLLM(can_score=False, name="chat-only"), FakeLLM()
     again = build_fret(corpus, llm=teacher, scorer=scorer, embedder=embedder, config=CONFIG, output_dir=out)
     assert list(again) == list(first) and teacher.history == [] and scorer.history == []
@@ -532,8 +585,13 @@ def test_generate_triplets_retries_a_failed_brainstorm_and_writes_triplets_for_i
     from gecko_distill.e5.synth import generate_triplets
 
     def triplet(query: str) -> str:
-        return json.dumps({"user_query": query, "positive_document": f"A guide that answers: {query}.",
-                           "hard_negative_document": f"A related text that does not answer: {query}."})
+        return json.dumps(
+            {
+                "user_query": query,
+                "positive_document": f"A guide that answers: {query}.",
+                "hard_negative_document": f"A related text that does not answer: {query}.",
+            }
+        )
 
     class BrainstormDown(FakeLLM):
         def generate(self, requests):
@@ -542,10 +600,10 @@ def test_generate_triplets_retries_a_failed_brainstorm_and_writes_triplets_for_i
                 return [Generation(error="http_503: unavailable") for _ in requests]
             return super().generate(requests)
 
-    config = SynthConfig(categories=("short-long",), tasks="both", tasks_per_category=1, triplets_per_task=1,
-                         max_attempts=1)
-    first = generate_triplets(BrainstormDown(replies=[triplet(f"builtin question {i}") for i in range(50)]), config,
-                              output_dir=tmp_path)
+    config = SynthConfig(categories=("short-long",), tasks="both", tasks_per_category=1, triplets_per_task=1, max_attempts=1)
+    first = generate_triplets(
+        BrainstormDown(replies=[triplet(f"builtin question {i}") for i in range(50)]), config, output_dir=tmp_path
+    )
     assert first.stats["brainstorm"]["skipped"] == {"llm_error": 1} and first.records
     llm = FakeLLM(replies=[json.dumps(["Given a question about gardening, retrieve answers."]), triplet("grow tomatoes")])
     again = generate_triplets(llm, config, output_dir=tmp_path)

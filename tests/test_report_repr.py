@@ -60,6 +60,7 @@ def test_the_repr_of_74_long_examples_is_a_few_lines() -> None:
     assert "question number 0 <about> imports" in text and "question number 1 " not in text
     assert "... 73 more" in text
     assert len(repr(list(examples))) > 50_000  # what repr(fret) printed before
+    assert repr(FRetDataset(examples, STATS, "runs/fret")) == text
 
 
 def test_the_repr_counts_when_there_are_no_statistics() -> None:
@@ -101,11 +102,6 @@ def test_a_report_as_a_dataframe_and_html() -> None:
     assert "<th>nDCG@10</th>" in page and "<td>0.7980</td>" in page and page.count("<tr>") == 3
 
 
-def _wired(cls: type, name: str) -> bool:
-    return name in vars(cls)
-
-
-@pytest.mark.skipif(not _wired(FRetDataset, "_repr_html_"), reason="FRetDataset.__repr__/_repr_html_ not wired yet")
 def test_fret_dataset_repr_and_html(pydoc_passages, embedder, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("GECKO_DISTILL_CACHE", str(tmp_path / "cache"))
     fret = build_fret(pydoc_passages[:6], llm=FakeLLM(), embedder=embedder, config=FRetConfig(retrieve=RetrieveConfig(top_n=3)))
@@ -114,7 +110,6 @@ def test_fret_dataset_repr_and_html(pydoc_passages, embedder, tmp_path, monkeypa
     assert fret.to_hf().column_names == ["anchor", "positive", "negative"]
 
 
-@pytest.mark.skipif(not _wired(RetrievalReport, "to_pandas"), reason="RetrievalReport.to_pandas/_repr_html_ not wired yet")
 def test_retrieval_report_to_pandas_and_html() -> None:
     report = _report("distilled", 0.798)
     assert report.to_pandas().equals(report_frame(report))

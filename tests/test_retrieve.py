@@ -17,7 +17,10 @@ def test_top_n_neighbours_are_relevant_and_seed_is_always_included(pydoc_passage
     # a query about one passage, whose seed is deliberately an unrelated passage
     target = next(p for p in passages if "lambda" in p.text)
     unrelated = next(p for p in passages if "lambda" not in p.text and "function" not in p.text)
-    queries = [q(target.id, "anonymous functions with lambda expressions"), q(unrelated.id, "anonymous functions with lambda expressions")]
+    queries = [
+        q(target.id, "anonymous functions with lambda expressions"),
+        q(unrelated.id, "anonymous functions with lambda expressions"),
+    ]
     queries[1] = queries[1].model_copy(update={"id": "other#0"})
     result = retrieve(queries, passages, embedder, RetrieveConfig(top_n=5))
     first, second = result.records
@@ -30,8 +33,12 @@ def test_top_n_neighbours_are_relevant_and_seed_is_always_included(pydoc_passage
 
 
 def test_duplicate_passages_are_never_candidates_twice(embedder):
-    passages = [Passage(id="a", text="Geckos climb glass."), Passage(id="a2", text="geckos  climb glass."),
-                Passage(id="b", text="Lizards bask in the sun."), Passage(id="c", text="Taxes are due in April.")]
+    passages = [
+        Passage(id="a", text="Geckos climb glass."),
+        Passage(id="a2", text="geckos  climb glass."),
+        Passage(id="b", text="Lizards bask in the sun."),
+        Passage(id="c", text="Taxes are due in April."),
+    ]
     result = retrieve([q("a2", "can geckos climb glass")], passages, embedder, RetrieveConfig(top_n=3))
     ids = [c.passage_id for c in result.records[0].candidates]
     assert ids[0] == "a" and "a2" not in ids and len(set(ids)) == 3

@@ -40,6 +40,7 @@ def test_round1_trains_the_miner_and_a_change_invalidates_what_it_mined(passages
 
 
 def test_round1_is_skipped_when_there_are_too_few_seeds(passages, embedder) -> None:
-    fret = build_fret(passages[:6], llm=FakeLLM(), embedder=embedder,
-                      config=FRetConfig(retrieve=RetrieveConfig(top_n=4)))  # 6 seeds < 2 batches of 32
+    fret = build_fret(
+        passages[:6], llm=FakeLLM(), embedder=embedder, config=FRetConfig(retrieve=RetrieveConfig(top_n=4))
+    )  # 6 seeds < 2 batches of 32
     assert "too few distinct seeds" in fret.stats["round1"]["skipped"]

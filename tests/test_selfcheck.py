@@ -20,9 +20,15 @@ def flipped_labels(passages: list[Passage], n: int, config: SelfCheckConfig) -> 
     def example(i: int, positive: Passage) -> FRetExample:
         seed = passages[i]
         return FRetExample(
-            id=f"q{i}", task="Given a question, retrieve the passage that answers it",
-            query=" ".join(seed.text.split()[:12]), positive=positive, negative=passages[(i + 1) % n],
-            seed_passage_id=seed.id, positive_is_seed=positive.id == seed.id, positive_ranks={}, negative_ranks={},
+            id=f"q{i}",
+            task="Given a question, retrieve the passage that answers it",
+            query=" ".join(seed.text.split()[:12]),
+            positive=positive,
+            negative=passages[(i + 1) % n],
+            seed_passage_id=seed.id,
+            positive_is_seed=positive.id == seed.id,
+            positive_ranks={},
+            negative_ranks={},
         )
 
     truthful = [example(i, passages[i]) for i in range(n)]
@@ -72,16 +78,26 @@ def test_a_wrong_teacher_never_ships_a_worse_model_silently(pydoc_passages, embe
     assert "Self-check:" in (out / "README.md").read_text()
     texts = ["how do I format a string", "the with statement and context managers"]
     assert check["saved"] == "base" and provenance["query_format"] == "plain"
-    np.testing.assert_allclose(load_model(out).encode(texts, normalize_embeddings=True),
-                               embedder.encode(texts, normalize_embeddings=True), atol=1e-5)
+    np.testing.assert_allclose(
+        load_model(out).encode(texts, normalize_embeddings=True), embedder.encode(texts, normalize_embeddings=True), atol=1e-5
+    )
 
 
 def test_a_noisy_loss_at_one_dim_is_tolerated_but_a_real_one_is_not() -> None:
-    base = VariantScores(alpha=0, input_format="plain", ndcg_at_10={384: 0.5, 64: 0.4},
-                         per_query={384: [0.5, 0.5, 0.5, 0.5, 0.5, 0.5], 64: [0.4] * 6})
-    noisy = VariantScores(alpha=0.4, input_format="plain", ndcg_at_10={384: 0.48, 64: 0.6},
-                          per_query={384: [0.6, 0.3, 0.6, 0.35, 0.5, 0.53], 64: [0.6, 0.55, 0.65, 0.6, 0.6, 0.6]})
+    base = VariantScores(
+        alpha=0,
+        input_format="plain",
+        ndcg_at_10={384: 0.5, 64: 0.4},
+        per_query={384: [0.5, 0.5, 0.5, 0.5, 0.5, 0.5], 64: [0.4] * 6},
+    )
+    noisy = VariantScores(
+        alpha=0.4,
+        input_format="plain",
+        ndcg_at_10={384: 0.48, 64: 0.6},
+        per_query={384: [0.6, 0.3, 0.6, 0.35, 0.5, 0.53], 64: [0.6, 0.55, 0.65, 0.6, 0.6, 0.6]},
+    )
     assert noisy.gains(base)[384] < 0 and noisy.beats(base)
-    real = VariantScores(alpha=1.0, input_format="plain", ndcg_at_10={384: 0.4, 64: 0.8},
-                         per_query={384: [0.4] * 6, 64: [0.8] * 6})
+    real = VariantScores(
+        alpha=1.0, input_format="plain", ndcg_at_10={384: 0.4, 64: 0.8}, per_query={384: [0.4] * 6, 64: [0.8] * 6}
+    )
     assert not real.beats(base)  # the same loss on every query is no noise

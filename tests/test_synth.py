@@ -34,11 +34,13 @@ def tasks_reply(*tasks: str) -> str:
 
 
 def triplet_reply(query: str, positive: str = "", negative: str = "") -> str:
-    return json.dumps({
-        "user_query": query,
-        "positive_document": positive or f"A guide that answers: {query}.",
-        "hard_negative_document": negative or f"A related text that does not answer: {query}.",
-    })
+    return json.dumps(
+        {
+            "user_query": query,
+            "positive_document": positive or f"A guide that answers: {query}.",
+            "hard_negative_document": negative or f"A related text that does not answer: {query}.",
+        }
+    )
 
 
 class ErrorLLM(FakeLLM):
@@ -96,13 +98,15 @@ def test_extract_json_says_why_not(text: str, kind: str, reason: str) -> None:
 
 # -- brainstorm answers -----------------------------------------------------------------------
 def test_parse_tasks_accepts_objects_and_flags_bad_items() -> None:
-    text = json.dumps([
-        {"task": "Given a recipe name, retrieve recipes for it."},
-        "Provided a scientific claim as query, retrieve documents that help verify or refute the claim.",
-        "Find stuff",
-        42,
-        "   ",
-    ])
+    text = json.dumps(
+        [
+            {"task": "Given a recipe name, retrieve recipes for it."},
+            "Provided a scientific claim as query, retrieve documents that help verify or refute the claim.",
+            "Find stuff",
+            42,
+            "   ",
+        ]
+    )
     tasks, reason = parse_tasks(text, "short-long")
     assert reason == ""
     assert tasks == [
@@ -114,8 +118,10 @@ def test_parse_tasks_accepts_objects_and_flags_bad_items() -> None:
     ]
 
 
-@pytest.mark.parametrize(("text", "reason"), [("", "empty"), ("[]", "empty"), ('["Retrieve', "truncated_json"),
-                                              ("1. find recipes\n2. find laws", "invalid_json")])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("", "empty"), ("[]", "empty"), ('["Retrieve', "truncated_json"), ("1. find recipes\n2. find laws", "invalid_json")],
+)
 def test_parse_tasks_failures(text: str, reason: str) -> None:
     assert parse_tasks(text, "short-long") == ([], reason)
 
@@ -127,8 +133,11 @@ def test_parse_tasks_failures(text: str, reason: str) -> None:
         ("long-long", triplet_reply("q", "p", "n"), ("q", "p", "n")),
         ("sts", '{"S1": "a red car", "S2": "a crimson car", "S3": "a red bus"}', ("a red car", "a crimson car", "a red bus")),
         ("bitext", '{"S1": "good morning", "S2": "bonjour", "S3": "bonsoir"}', ("good morning", "bonjour", "bonsoir")),
-        ("classification", '{"input_text": "Great phone", "label": "positive", "misleading_label": "neutral"}',
-         ("Great phone", "positive", "neutral")),
+        (
+            "classification",
+            '{"input_text": "Great phone", "label": "positive", "misleading_label": "neutral"}',
+            ("Great phone", "positive", "neutral"),
+        ),
         ("classification", '{"input_text": "Rated 5 stars", "label": 5, "misleading_label": 4}', ("Rated 5 stars", "5", "4")),
         ("short-long", '{"User Query": "q", "positive-document": "p", "HARD_NEGATIVE_DOCUMENT": "n"}', ("q", "p", "n")),
         ("short-long", "```json\n" + triplet_reply("q", "p", "n") + "\n```", ("q", "p", "n")),
@@ -161,13 +170,16 @@ def test_parse_triplet_rejects(category: str, answer: str, reason: str) -> None:
 
 # -- the stages with canned answers ------------------------------------------------------------
 def test_generate_triplets_end_to_end_with_counted_skips() -> None:
-    llm = FakeLLM(replies=[
-        "Here are tasks:\n" + tasks_reply("Given a cooking question, retrieve recipes.", "Given a law, retrieve court cases."),
-        "oops, no JSON",  # task 0, attempt 0: re-sampled
-        '{"user_query": "case on tenancy", "positive_document": "The court held', # task 1, attempt 0: re-sampled
-        triplet_reply("boil an egg"),  # task 0, attempt 1
-        triplet_reply("boil an egg", "Other text.", "Another text."),  # task 1, attempt 1: same query
-    ])
+    llm = FakeLLM(
+        replies=[
+            "Here are tasks:\n"
+            + tasks_reply("Given a cooking question, retrieve recipes.", "Given a law, retrieve court cases."),
+            "oops, no JSON",  # task 0, attempt 0: re-sampled
+            '{"user_query": "case on tenancy", "positive_document": "The court held',  # task 1, attempt 0: re-sampled
+            triplet_reply("boil an egg"),  # task 0, attempt 1
+            triplet_reply("boil an egg", "Other text.", "Another text."),  # task 1, attempt 1: same query
+        ]
+    )
     result = generate_triplets(llm, ONE)
     assert [e.query for e in result.records] == ["boil an egg"]
     assert result.skip_counts == {"duplicate": 1}
@@ -182,7 +194,7 @@ def test_generate_triplets_end_to_end_with_counted_skips() -> None:
 
 def test_unusable_answers_are_skipped_by_reason_after_the_last_attempt() -> None:
     task = [SynthTask(id=f"sts/{i}", category="sts", task=f"Retrieve similar sentences {i}.", call_id="sts#0") for i in range(5)]
-    replies = ['{"S1": "a", "S2": "b"}', "", "no json", '{"S1": "x", "S2": "y", "S3": "unfinished', '[1, 2]']
+    replies = ['{"S1": "a", "S2": "b"}', "", "no json", '{"S1": "x", "S2": "y", "S3": "unfinished', "[1, 2]"]
     result = write_triplets(task, FakeLLM(replies=replies), SynthConfig(triplets_per_task=1, max_attempts=1, few_shot=False))
     assert result.records == []
     assert sorted(result.skip_counts.items()) == [("empty", 1), ("invalid_json", 1), ("off_schema", 2), ("truncated_json", 1)]
@@ -190,14 +202,18 @@ def test_unusable_answers_are_skipped_by_reason_after_the_last_attempt() -> None
 
 
 def test_llm_errors_are_counted() -> None:
-    config = SynthConfig(categories=("sts", "classification"), tasks="brainstorm", tasks_per_category=1,
-                         triplets_per_task=1, max_attempts=1)
-    llm = ErrorLLM("semantic similarity task", replies=[
-        tasks_reply("Retrieve duplicate questions from a forum."),
-        tasks_reply("Classify an email as spam or not spam."),
-        "unused: the sts request fails",
-        '{"input_text": "Win a free cruise now", "label": "spam", "misleading_label": "not spam"}',
-    ])
+    config = SynthConfig(
+        categories=("sts", "classification"), tasks="brainstorm", tasks_per_category=1, triplets_per_task=1, max_attempts=1
+    )
+    llm = ErrorLLM(
+        "semantic similarity task",
+        replies=[
+            tasks_reply("Retrieve duplicate questions from a forum."),
+            tasks_reply("Classify an email as spam or not spam."),
+            "unused: the sts request fails",
+            '{"input_text": "Win a free cruise now", "label": "spam", "misleading_label": "not spam"}',
+        ],
+    )
     result = generate_triplets(llm, config)
     assert [e.seed_passage_id for e in result.records] == ["synth:classification"]
     assert result.skip_counts == {"llm_error": 1}
@@ -206,12 +222,14 @@ def test_llm_errors_are_counted() -> None:
 
 def test_brainstorm_deduplicates_and_asks_again_when_short() -> None:
     config = SynthConfig(categories=("short-short", "long-short"), tasks_per_category=2, max_attempts=2)
-    llm = FakeLLM(replies=[
-        tasks_reply("Match a city with its country.", "match a CITY with its country", "Match a city with its country."),
-        '{"long-short": "not a list"}',
-        tasks_reply("Match a city with its country.", "Given a word, retrieve its antonym."),  # short-short again
-        tasks_reply("Given a news article, retrieve a one-line summary.", "Given a poem, retrieve its title."),
-    ])
+    llm = FakeLLM(
+        replies=[
+            tasks_reply("Match a city with its country.", "match a CITY with its country", "Match a city with its country."),
+            '{"long-short": "not a list"}',
+            tasks_reply("Match a city with its country.", "Given a word, retrieve its antonym."),  # short-short again
+            tasks_reply("Given a news article, retrieve a one-line summary.", "Given a poem, retrieve its title."),
+        ]
+    )
     result = brainstorm_tasks(llm, config)
     by_category = {c: [t.task for t in result.records if t.category == c] for c in config.categories}
     assert by_category == {
@@ -237,8 +255,14 @@ def test_brainstorm_stops_at_tasks_per_category() -> None:
 # -- placeholders and prompts -------------------------------------------------------------------
 def test_placeholders_are_reproducible_under_a_seed() -> None:
     def prompts(seed: int) -> list[str]:
-        config = SynthConfig(categories=("short-long",), tasks="brainstorm", tasks_per_category=1, triplets_per_task=6,
-                             seed=seed, languages=("English", "German", "Swahili"))
+        config = SynthConfig(
+            categories=("short-long",),
+            tasks="brainstorm",
+            tasks_per_category=1,
+            triplets_per_task=6,
+            seed=seed,
+            languages=("English", "German", "Swahili"),
+        )
         llm = FakeLLM(replies=[tasks_reply("Given a question, retrieve answers.")] + [triplet_reply(f"q{i}") for i in range(6)])
         generate_triplets(llm, config)
         return [r.prompt for r in llm.history[1:]]
@@ -267,11 +291,13 @@ def test_every_category_prompt_fills_its_placeholders(category: str) -> None:
 
 
 def test_primed_answers_are_continued_or_repeated() -> None:
-    llm = FakeLLM(replies=[
-        'Given a cooking question, retrieve recipes.", "Given a law, retrieve court cases."]',  # continues ["
-        'boil an egg", "positive_document": "Put the egg in boiling water.", "hard_negative_document": "Eggs."}',
-        triplet_reply("sue a landlord"),  # writes the whole object again
-    ])
+    llm = FakeLLM(
+        replies=[
+            'Given a cooking question, retrieve recipes.", "Given a law, retrieve court cases."]',  # continues ["
+            'boil an egg", "positive_document": "Put the egg in boiling water.", "hard_negative_document": "Eggs."}',
+            triplet_reply("sue a landlord"),  # writes the whole object again
+        ]
+    )
     result = generate_triplets(llm, ONE)
     assert [e.query for e in result.records] == ["boil an egg", "sue a landlord"] and result.skips == []
     assert llm.history[0].prompt.endswith('Output:\n["')
@@ -351,7 +377,9 @@ def test_another_config_is_refused_or_rebuilt(tmp_path) -> None:
     with pytest.raises(StaleOutputError, match="triplets"):
         generate_triplets(FakeLLM(), only_triplets, output_dir=tmp_path)
     rebuilt = generate_triplets(
-        FakeLLM(replies=[triplet_reply(f"new question {i}") for i in range(4)]), only_triplets, output_dir=tmp_path,
+        FakeLLM(replies=[triplet_reply(f"new question {i}") for i in range(4)]),
+        only_triplets,
+        output_dir=tmp_path,
         overwrite=True,
     )
     assert len(rebuilt.records) == 4 and rebuilt.stats["brainstorm"]["reused"]
@@ -369,8 +397,26 @@ def test_cli_synth_prints_a_summary(tmp_path, monkeypatch, capsys) -> None:
     import gecko_distill.cli.synth as cli_synth
 
     monkeypatch.setattr(cli_synth, "_teacher", lambda name: FakeLLM(replies=canned() + ["bad"]))
-    status = run_cli(["synth", "--out", str(tmp_path), "--llm", "fake", "--categories", "short-long", "--tasks", "brainstorm",
-                      "--tasks-per-category", "2", "--triplets-per-task", "1", "--languages", "English", "French"])
+    status = run_cli(
+        [
+            "synth",
+            "--out",
+            str(tmp_path),
+            "--llm",
+            "fake",
+            "--categories",
+            "short-long",
+            "--tasks",
+            "brainstorm",
+            "--tasks-per-category",
+            "2",
+            "--triplets-per-task",
+            "1",
+            "--languages",
+            "English",
+            "French",
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 0
     assert out.splitlines()[0].split() == ["stage", "kept", "skipped", "LLM", "calls", "cached", "tokens", "wall", "s"]
@@ -394,9 +440,17 @@ def test_mixed_fret_and_synthetic_data_reach_train(pydoc_passages, tmp_path, mon
     from gecko_distill.embedder.train import PROVENANCE_FILE, TrainConfig, train
 
     fret = [
-        FRetExample(id=f"{p.id}#0", task="Given the opening words of a section, retrieve it", query=" ".join(p.text.split()[:6]),
-                    positive=p, negative=n, seed_passage_id=p.id, positive_is_seed=True,
-                    positive_ranks={"fused": 1}, negative_ranks={"fused": 4})
+        FRetExample(
+            id=f"{p.id}#0",
+            task="Given the opening words of a section, retrieve it",
+            query=" ".join(p.text.split()[:6]),
+            positive=p,
+            negative=n,
+            seed_passage_id=p.id,
+            positive_is_seed=True,
+            positive_ranks={"fused": 1},
+            negative_ranks={"fused": 4},
+        )
         for p, n in zip(pydoc_passages[0:80:10], pydoc_passages[5:85:10])
     ]
     config = SynthConfig(categories=("short-long",), tasks="brainstorm", tasks_per_category=4, triplets_per_task=1)
@@ -405,9 +459,12 @@ def test_mixed_fret_and_synthetic_data_reach_train(pydoc_passages, tmp_path, mon
     original = formatting.format_query
     monkeypatch.setattr(formatting, "format_query", lambda *args: seen.append(args) or original(*args))
 
-    out = train(fret, output_dir=tmp_path / "model", extra_datasets={"e5": labelled_rows(synth)},
-                config=TrainConfig(max_steps=2, batch_size=4, max_seq_length=32, mix_ratios={"fret": 1, "e5": 1},
-                                   query_format="e5"))
+    out = train(
+        fret,
+        output_dir=tmp_path / "model",
+        extra_datasets={"e5": labelled_rows(synth)},
+        config=TrainConfig(max_steps=2, batch_size=4, max_seq_length=32, mix_ratios={"fret": 1, "e5": 1}, query_format="e5"),
+    )
     provenance = json.loads((out / PROVENANCE_FILE).read_text())
     assert provenance["examples_per_epoch"] == {"fret": 8, "e5": 8}
     assert provenance["query_format"] == "e5" and provenance["query_template"] == "Instruct: {task}\nQuery: {query}"
@@ -416,8 +473,18 @@ def test_mixed_fret_and_synthetic_data_reach_train(pydoc_passages, tmp_path, mon
 
 
 # -- the real offline teacher ---------------------------------------------------------------------
-REASONS = {"empty", "invalid_json", "truncated_json", "off_schema", "too_short", "copy_of_example", "degenerate",
-           "repetitive", "duplicate", "llm_error"}
+REASONS = {
+    "empty",
+    "invalid_json",
+    "truncated_json",
+    "off_schema",
+    "too_short",
+    "copy_of_example",
+    "degenerate",
+    "repetitive",
+    "duplicate",
+    "llm_error",
+}
 
 
 @pytest.mark.real_llm
@@ -425,17 +492,30 @@ REASONS = {"empty", "invalid_json", "truncated_json", "off_schema", "too_short",
 def test_real_teacher_runs_both_stages_and_keeps_only_valid_output(real_llm) -> None:
     """gemma-3-270m is a small base model: much of its output is unusable. The run must finish,
     count every skip by a known reason, and keep only valid records."""
-    config = SynthConfig(categories=("short-long",), tasks_per_category=2, triplets_per_task=1, max_attempts=1,
-                         temperature=0.0, max_new_tokens=96, document_words=(30,))
+    config = SynthConfig(
+        categories=("short-long",),
+        tasks_per_category=2,
+        triplets_per_task=1,
+        max_attempts=1,
+        temperature=0.0,
+        max_new_tokens=96,
+        document_words=(30,),
+    )
     tasks = brainstorm_tasks(real_llm, config)
     assert tasks.stats["llm_calls"] == 1 and tasks.stats["llm_completion_tokens"] > 0
     assert set(tasks.skip_counts) <= REASONS and (tasks.records or tasks.skips)
     for task in tasks.records:
         assert parse_tasks(json.dumps([task.task]), "short-long") == ([(task.task, "")], "")
 
-    given = [SynthTask(id=f"short-long/{i}", category="short-long", task=t, call_id="given#0") for i, t in
-             enumerate(["Given a cooking question, retrieve recipes that answer it.",
-                        "Given a symptom, retrieve medical articles that explain its causes."])]
+    given = [
+        SynthTask(id=f"short-long/{i}", category="short-long", task=t, call_id="given#0")
+        for i, t in enumerate(
+            [
+                "Given a cooking question, retrieve recipes that answer it.",
+                "Given a symptom, retrieve medical articles that explain its causes.",
+            ]
+        )
+    ]
     result = write_triplets(given, real_llm, config)
     assert len(result.records) + len(result.skips) == 2 and set(result.skip_counts) <= REASONS
     assert result.stats["llm_calls"] == 2
@@ -466,11 +546,17 @@ def test_builtin_tasks_need_no_brainstorm() -> None:
 
 
 def test_both_adds_brainstormed_tasks_and_skips_copies_of_builtin_ones() -> None:
-    config = SynthConfig(categories=("short-short",), tasks="both", tasks_per_category=2, triplets_per_task=1,
-                         max_attempts=1)
-    llm = FakeLLM(replies=[tasks_reply("Given a word, retrieve its synonyms.", "Given a flag, retrieve its country.",
-                                       "Given a note, retrieve its musical key.")]
-                  + [triplet_reply(f"q{i}", f"p{i}", f"n{i}") for i in range(4)])
+    config = SynthConfig(categories=("short-short",), tasks="both", tasks_per_category=2, triplets_per_task=1, max_attempts=1)
+    llm = FakeLLM(
+        replies=[
+            tasks_reply(
+                "Given a word, retrieve its synonyms.",
+                "Given a flag, retrieve its country.",
+                "Given a note, retrieve its musical key.",
+            )
+        ]
+        + [triplet_reply(f"q{i}", f"p{i}", f"n{i}") for i in range(4)]
+    )
     result = generate_triplets(llm, config)
     assert result.stats["tasks_by_source"] == {"builtin": 2, "brainstorm": 2}
     assert result.stats["brainstorm"]["skipped"] == {"copy_of_example": 1}
@@ -480,14 +566,20 @@ def test_both_adds_brainstormed_tasks_and_skips_copies_of_builtin_ones() -> None
 
 def test_given_tasks_replace_brainstormed_and_builtin_ones() -> None:
     llm = FakeLLM(replies=[triplet_reply(f"q{i}", f"p{i}", f"n{i}") for i in range(2)])
-    tasks = {"long-long": ["Given a poem, retrieve poems on the same theme.", "given a poem, retrieve poems on the SAME theme",
-                           "Given a speech, retrieve speeches that answer it."]}
+    tasks = {
+        "long-long": [
+            "Given a poem, retrieve poems on the same theme.",
+            "given a poem, retrieve poems on the SAME theme",
+            "Given a speech, retrieve speeches that answer it.",
+        ]
+    }
     result = generate_triplets(llm, SynthConfig(triplets_per_task=1), tasks=tasks)
     assert [e.id for e in result.records] == ["synth:long-long/given-0#0", "synth:long-long/given-1#0"]
     assert result.stats["tasks_by_source"] == {"given": 2} and len(llm.history) == 2
     records = [SynthTask(id="x", category="sts", task="Retrieve similar tweets.", call_id="mine")]
-    given = generate_triplets(FakeLLM(replies=['{"S1": "a b", "S2": "c d", "S3": "e f"}']), SynthConfig(triplets_per_task=1),
-                              tasks=records)
+    given = generate_triplets(
+        FakeLLM(replies=['{"S1": "a b", "S2": "c d", "S3": "e f"}']), SynthConfig(triplets_per_task=1), tasks=records
+    )
     assert given.records[0].id == "synth:sts/given-0#0"
 
 
@@ -511,10 +603,15 @@ def test_load_tasks_reads_json_and_jsonl(tmp_path) -> None:
 
     (tmp_path / "a.json").write_text(json.dumps({"sts": ["Retrieve similar tweets."]}))
     (tmp_path / "b.json").write_text(json.dumps([{"category": "sts", "task": "Retrieve similar tweets."}]))
-    (tmp_path / "c.jsonl").write_text('{"category": "sts", "task": "Retrieve similar tweets."}\n\n'
-                                      '{"category": "long-long", "task": "Given a poem, retrieve poems."}\n')
+    (tmp_path / "c.jsonl").write_text(
+        '{"category": "sts", "task": "Retrieve similar tweets."}\n\n'
+        '{"category": "long-long", "task": "Given a poem, retrieve poems."}\n'
+    )
     assert load_tasks(tmp_path / "a.json") == load_tasks(tmp_path / "b.json") == {"sts": ["Retrieve similar tweets."]}
-    assert load_tasks(tmp_path / "c.jsonl") == {"sts": ["Retrieve similar tweets."], "long-long": ["Given a poem, retrieve poems."]}
+    assert load_tasks(tmp_path / "c.jsonl") == {
+        "sts": ["Retrieve similar tweets."],
+        "long-long": ["Given a poem, retrieve poems."],
+    }
     (tmp_path / "bad.json").write_text('["just a task"]')
     with pytest.raises(SynthError, match="expected a JSON object"):
         load_tasks(tmp_path / "bad.json")
@@ -524,8 +621,12 @@ def test_load_tasks_reads_json_and_jsonl(tmp_path) -> None:
 
 def test_other_given_tasks_are_refused_in_the_same_folder(tmp_path) -> None:
     config = SynthConfig(triplets_per_task=1)
-    generate_triplets(FakeLLM(replies=[triplet_reply("q", "p", "n")]), config, tasks={"short-long": ["Given a question, find answers."]},
-                      output_dir=tmp_path)
+    generate_triplets(
+        FakeLLM(replies=[triplet_reply("q", "p", "n")]),
+        config,
+        tasks={"short-long": ["Given a question, find answers."]},
+        output_dir=tmp_path,
+    )
     assert [json.loads(line)["id"] for line in (tmp_path / "tasks.jsonl").read_text().splitlines()] == ["short-long/given-0"]
     with pytest.raises(StaleOutputError, match="triplets"):
         generate_triplets(FakeLLM(), config, tasks={"short-long": ["Given a question, find forum posts."]}, output_dir=tmp_path)
@@ -536,8 +637,12 @@ def test_cli_synth_reads_a_tasks_file(tmp_path, monkeypatch, capsys) -> None:
 
     (tmp_path / "tasks.jsonl").write_text('{"category": "sts", "task": "Retrieve tweets that say the same."}\n')
     monkeypatch.setattr(cli_synth, "_teacher", lambda name: FakeLLM(replies=['{"S1": "a b", "S2": "c d", "S3": "e f"}']))
-    assert run_cli(["synth", "--out", str(tmp_path / "out"), "--tasks-file", str(tmp_path / "tasks.jsonl"),
-                    "--triplets-per-task", "1"]) == 0
+    assert (
+        run_cli(
+            ["synth", "--out", str(tmp_path / "out"), "--tasks-file", str(tmp_path / "tasks.jsonl"), "--triplets-per-task", "1"]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.splitlines()[-2] == "tasks: given 1"
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["config"]["categories"] == ["sts"]  # from the file
@@ -549,15 +654,35 @@ def test_cli_defaults_match_the_library() -> None:
     args = parser.parse_args(["synth", "--out", "x"])
     assert args.llm == DEFAULT_SYNTH_LLM
     defaults = SynthConfig()
-    assert (args.tasks, args.prompt_style, args.tasks_per_category, args.triplets_per_task, args.max_attempts,
-            args.max_new_tokens, args.temperature) == (defaults.tasks, defaults.prompt_style, defaults.tasks_per_category,
-                                                       defaults.triplets_per_task, defaults.max_attempts,
-                                                       defaults.max_new_tokens, defaults.temperature)
+    assert (
+        args.tasks,
+        args.prompt_style,
+        args.tasks_per_category,
+        args.triplets_per_task,
+        args.max_attempts,
+        args.max_new_tokens,
+        args.temperature,
+    ) == (
+        defaults.tasks,
+        defaults.prompt_style,
+        defaults.tasks_per_category,
+        defaults.triplets_per_task,
+        defaults.max_attempts,
+        defaults.max_new_tokens,
+        defaults.temperature,
+    )
 
 
 # -- "completion" prompts: list continuation, worked examples, one text at a time --------------------
-COMPLETION = SynthConfig(categories=("short-long",), tasks="brainstorm", tasks_per_category=2, triplets_per_task=1,
-                         prompt_style="completion", max_new_tokens=16, max_attempts=1)
+COMPLETION = SynthConfig(
+    categories=("short-long",),
+    tasks="brainstorm",
+    tasks_per_category=2,
+    triplets_per_task=1,
+    prompt_style="completion",
+    max_new_tokens=16,
+    max_attempts=1,
+)
 
 
 def test_completion_brainstorm_continues_a_list_of_builtin_tasks() -> None:
@@ -574,18 +699,25 @@ def test_completion_brainstorm_continues_a_list_of_builtin_tasks() -> None:
 
 def test_completion_triplets_are_written_one_text_at_a_time() -> None:
     task = SynthTask(id="short-long/0", category="short-long", task="Given a cooking question, retrieve recipes.", call_id="x")
-    llm = FakeLLM(replies=[  # the two examples are asked together, text by text
-        "boil an egg", "q2",
-        'Put the egg in boiling water for "eight" minutes.', "too long " * 10,
-        "Hens lay eggs.",
-    ])
+    llm = FakeLLM(
+        replies=[  # the two examples are asked together, text by text
+            "boil an egg",
+            "q2",
+            'Put the egg in boiling water for "eight" minutes.',
+            "too long " * 10,
+            "Hens lay eggs.",
+        ]
+    )
     result = write_triplets([task, task.model_copy(update={"id": "short-long/1"})], llm, COMPLETION)
     assert [(e.query, e.positive.text, e.negative.text) for e in result.records] == [
-        ("boil an egg", "Put the egg in boiling water for", "Hens lay eggs.")]  # a quote ends a text
+        ("boil an egg", "Put the egg in boiling water for", "Hens lay eggs.")
+    ]  # a quote ends a text
     assert result.skip_counts == {"truncated_json": 1}  # the second one's document ran to max_new_tokens
     assert len(llm.history) == 5
     first, second, third = llm.history[0], llm.history[2], llm.history[4]
-    assert first.prompt.endswith('Task: Given a cooking question, retrieve recipes.\nWanted: ' + first.prompt.rsplit("Wanted: ", 1)[1])
+    assert first.prompt.endswith(
+        "Task: Given a cooking question, retrieve recipes.\nWanted: " + first.prompt.rsplit("Wanted: ", 1)[1]
+    )
     assert first.prompt.endswith('JSON: {"user_query": "') and first.stop == ('"', "\n")
     assert second.prompt == first.prompt + 'boil an egg", "positive_document": "'
     assert third.prompt == second.prompt + 'Put the egg in boiling water for ", "hard_negative_document": "'
@@ -617,8 +749,11 @@ def test_auto_prompt_style_follows_the_teacher(tmp_path) -> None:
     assert resolve_prompt_style(SynthConfig(), Chat()).prompt_style == "instructions"
     assert resolve_prompt_style(SynthConfig(prompt_style="completion"), Chat()).prompt_style == "completion"
     llm = Completer(replies=['Given a word, retrieve rhymes.", "x"]', "cat", "A hat rhymes with cat.", "Dogs bark."])
-    result = generate_triplets(llm, COMPLETION.model_copy(update={"prompt_style": "auto", "categories": ("short-short",),
-                                                                 "tasks_per_category": 1}), output_dir=tmp_path / "run")
+    result = generate_triplets(
+        llm,
+        COMPLETION.model_copy(update={"prompt_style": "auto", "categories": ("short-short",), "tasks_per_category": 1}),
+        output_dir=tmp_path / "run",
+    )
     assert [e.query for e in result.records] == ["cat"]
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["config"]["prompt_style"] == "completion"
 

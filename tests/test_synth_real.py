@@ -42,8 +42,15 @@ def test_default_offline_teacher_writes_valid_triplets(tmp_path) -> None:
     "completion" prompts, on a tiny fixed-seed config, keeps at least one valid example per
     run (measured: docs/e5.md), and every kept example passes validation again."""
     assert DEFAULT_SYNTH_LLM == "gemma3-270m"
-    config = SynthConfig(categories=("short-long", "sts"), tasks="builtin", tasks_per_category=1, triplets_per_task=2,
-                         document_words=(30,), max_new_tokens=96, seed=0)
+    config = SynthConfig(
+        categories=("short-long", "sts"),
+        tasks="builtin",
+        tasks_per_category=1,
+        triplets_per_task=2,
+        document_words=(30,),
+        max_new_tokens=96,
+        seed=0,
+    )
     result = generate_triplets(config=config, output_dir=tmp_path)
     assert result.records, result.skips
     assert result.stats["triplets"]["llm_calls"] >= 4 and result.stats["tasks_by_source"] == {"builtin": 2}

@@ -11,7 +11,9 @@ from gecko_distill.llm import Score
 from gecko_distill.testing import FakeLLM
 
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
-PASSAGES = [Passage(id=f"p{i}", text=f"{WORDS[i % 16]} {WORDS[(i * 7) % 16]} passage number {i} about topic {i}") for i in range(60)]
+PASSAGES = [
+    Passage(id=f"p{i}", text=f"{WORDS[i % 16]} {WORDS[(i * 7) % 16]} passage number {i} about topic {i}") for i in range(60)
+]
 
 
 def queries(n: int = 40, top_n: int = 5) -> list[RankedCandidates]:
@@ -21,8 +23,11 @@ def queries(n: int = 40, top_n: int = 5) -> list[RankedCandidates]:
         pool = [i, *[(i + k) % len(PASSAGES) for k in range(1, top_n)]]
         random.Random(i).shuffle(pool)
         query = GeneratedQuery(id=f"q{i}", passage_id=f"p{i}", task="find it", query=f"which passage is number {i}")
-        items.append(RankedCandidates(query=query, candidates=[
-            Candidate(passage_id=f"p{j}", retrieval_score=0.5 + 0.01 * ((j * 13) % 7)) for j in pool]))
+        items.append(
+            RankedCandidates(
+                query=query, candidates=[Candidate(passage_id=f"p{j}", retrieval_score=0.5 + 0.01 * ((j * 13) % 7)) for j in pool]
+            )
+        )
     return items
 
 
@@ -64,8 +69,10 @@ def _seed_aware(ql_good: bool, rc_good: bool) -> FakeLLM:
         noise = random.Random(f"{passage.id}:{asked}").random()
         ql = (0.0 if seed else -5.0) if ql_good else -5 * noise
         rc = (3.0 if seed else -3.0) if rc_good else 6 * noise - 3
-        return Score(logprob=ql, num_tokens=1 if request.continuation else 0,
-                     choice_logprobs=(rc, 0.0) if request.choices else ())
+        return Score(
+            logprob=ql, num_tokens=1 if request.continuation else 0, choice_logprobs=(rc, 0.0) if request.choices else ()
+        )
+
     return FakeLLM(score_fn=score)
 
 
@@ -83,11 +90,18 @@ def test_negative_guard_rejects_near_positives_and_counts_it() -> None:
 
     def by_rank(ranking):  # QL and RC both rank in this order
         def score(request):
-            pid = next(p.id for p in passages if p.text == request.context.split("Passage: ")[-1].split("\n")[0]) \
-                if "Passage: " in request.context else next(p.id for p in passages if p.text in request.context)
+            pid = (
+                next(p.id for p in passages if p.text == request.context.split("Passage: ")[-1].split("\n")[0])
+                if "Passage: " in request.context
+                else next(p.id for p in passages if p.text in request.context)
+            )
             value = -float(ranking.index(pid))
-            return Score(logprob=value, num_tokens=1 if request.continuation else 0,
-                         choice_logprobs=(value, 0.0) if request.choices else ())
+            return Score(
+                logprob=value,
+                num_tokens=1 if request.continuation else 0,
+                choice_logprobs=(value, 0.0) if request.choices else (),
+            )
+
         return FakeLLM(score_fn=score)
 
     # the teacher ranks "far" last, but it ranks "twin" (a near-copy of the seed) and "close" low too
@@ -102,8 +116,13 @@ def test_one_passage_is_not_everyones_negative() -> None:
     hub = "p59"
     for item in items:  # every query also retrieves the hub, ranked last
         item.candidates.append(Candidate(passage_id=hub, retrieval_score=0.0))
-    fake = FakeLLM(score_fn=lambda r: Score(logprob=-9.0 if hub_text(r) else 0.0, num_tokens=1 if r.continuation else 0,
-                                            choice_logprobs=(-9.0 if hub_text(r) else 0.0, 0.0) if r.choices else ()))
+    fake = FakeLLM(
+        score_fn=lambda r: Score(
+            logprob=-9.0 if hub_text(r) else 0.0,
+            num_tokens=1 if r.continuation else 0,
+            choice_logprobs=(-9.0 if hub_text(r) else 0.0, 0.0) if r.choices else (),
+        )
+    )
     result = relabel(items, PASSAGES, fake, RelabelConfig(rank_by="rrf", max_negative_uses=5))
     assert sum(e.negative.id == hub for e in result.records) == 5
     assert result.stats["negative_rejections"]["negative_cap"] == 25

@@ -78,9 +78,7 @@ def _write_beir(folder: Path, passages: list[Passage]) -> Path:
     (folder / "corpus.jsonl").write_text(
         "".join(json.dumps({"_id": p.id, "title": p.title, "text": p.text}) + "\n" for p in passages)
     )
-    (folder / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": f"q-{p.id}", "text": _query(p)}) + "\n" for p in passages)
-    )
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q-{p.id}", "text": _query(p)}) + "\n" for p in passages))
     (folder / "qrels" / "test.tsv").write_text(
         "query-id\tcorpus-id\tscore\n" + "".join(f"q-{p.id}\t{p.id}\t1\n" for p in passages)
     )
@@ -178,7 +176,9 @@ def test_encoding_goes_through_formatting(embedder, monkeypatch: pytest.MonkeyPa
     q = encode_queries(embedder, ["list files"], task="shell", query_format=query_format)
     d = encode_documents(embedder, [Passage(id="ls", title="ls", text="list directory contents")], query_format=query_format)
     assert np.allclose(q, embedder.encode([f"list files (shell, {query_format})"], normalize_embeddings=True), atol=1e-5)
-    assert np.allclose(d, embedder.encode([f"ls: list directory contents ({query_format})"], normalize_embeddings=True), atol=1e-5)
+    assert np.allclose(
+        d, embedder.encode([f"ls: list directory contents ({query_format})"], normalize_embeddings=True), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("query_format", ["gecko", "e5"])
@@ -200,7 +200,9 @@ def test_training_and_encoding_write_the_same_text(fret_passages, query_format: 
 def test_e5_format_text() -> None:
     positive = Passage(id="ls", title="ls", text="List directory contents.")
     rows = labelled_dataset("nq", [{"task": "Find the command", "anchor": "list files", "positive": positive}], "e5")
-    assert rows.to_list() == [{"anchor": "Instruct: Find the command\nQuery: list files", "positive": "ls List directory contents."}]
+    assert rows.to_list() == [
+        {"anchor": "Instruct: Find the command\nQuery: list files", "positive": "ls List directory contents."}
+    ]
 
 
 def test_query_format_comes_from_the_config_or_the_manifest() -> None:
@@ -241,7 +243,9 @@ def test_labelled_dataset_checks_columns() -> None:
     with pytest.raises(InputError, match=r"extra dataset 'nq', row 1: missing column\(s\) \['task'\]"):
         labelled_dataset("nq", [{"task": "t", "anchor": "a", "positive": "p"}, {"anchor": "b", "positive": "q"}])
     with pytest.raises(InputError, match="either every row has a 'negative' or none does"):
-        labelled_dataset("nq", [{"task": "t", "anchor": "a", "positive": "p", "negative": "n"}, {"task": "t", "anchor": "b", "positive": "q"}])
+        labelled_dataset(
+            "nq", [{"task": "t", "anchor": "a", "positive": "p", "negative": "n"}, {"task": "t", "anchor": "b", "positive": "q"}]
+        )
 
 
 def test_missing_fret_folder(tmp_path: Path) -> None:
@@ -295,8 +299,21 @@ def test_cli_train(fret_passages, tmp_path: Path, capsys: pytest.CaptureFixture)
     from gecko_distill.cli import main
 
     fret_dir = _write_fret(tmp_path / "fret", _examples(fret_passages[:8]), manifest=None)
-    args = ["train", str(fret_dir), "--out", str(tmp_path / "m"), "--max-steps", "1", "--batch-size", "2",
-            "--max-seq-length", "32", "--dims", "384", "96"]
+    args = [
+        "train",
+        str(fret_dir),
+        "--out",
+        str(tmp_path / "m"),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--max-seq-length",
+        "32",
+        "--dims",
+        "384",
+        "96",
+    ]
     assert main(args) == 0
     provenance = json.loads((tmp_path / "m" / PROVENANCE_FILE).read_text())
     assert provenance["matryoshka_dims"] == [384, 96] and provenance["train_config"]["max_steps"] == 1
@@ -317,10 +334,15 @@ def test_no_batch_without_repeated_texts_is_an_error(fret_passages, tmp_path: Pa
 def test_labelled_dataset_accepts_a_datasets_dataset() -> None:
     from datasets import Dataset
 
-    rows = Dataset.from_list([
-        {"task": "t", "anchor": "a", "positive": {"title": "T", "text": "p"}, "negative": {"title": "", "text": "n"}},
-    ])
+    rows = Dataset.from_list(
+        [
+            {"task": "t", "anchor": "a", "positive": {"title": "T", "text": "p"}, "negative": {"title": "", "text": "n"}},
+        ]
+    )
     assert labelled_dataset("nq", rows).to_list() == [
-        {"anchor": formatting.format_query("t", "a"), "positive": formatting.format_document("p", "T"),
-         "negative": formatting.format_document("n")},
+        {
+            "anchor": formatting.format_query("t", "a"),
+            "positive": formatting.format_document("p", "T"),
+            "negative": formatting.format_document("n"),
+        },
     ]

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .options import fret_arguments, fret_config
+from .options import executor_from_args, fret_arguments, fret_config
 
 if TYPE_CHECKING:
     from ..fret.pipeline import FRetDataset
@@ -43,11 +43,15 @@ def build_fret_from_args(args: argparse.Namespace, out: str | Path) -> FRetDatas
     file as read (lines, and skips such as duplicate texts), not only the passages kept.
     """
     from ..corpus import load_passages
+    from ..errors import InputError
     from ..fret.pipeline import build_fret
-    from ..llm.registry import DEFAULT_LLM, get_llm
+    from ..llm.registry import API_PREFIXES, DEFAULT_LLM, LazyLLM, get_llm
     from ..report import summary_table
 
     config = fret_config(args)  # invalid options fail before the corpus or the teacher is loaded
+    local = {"dtype": args.llm_dtype} if getattr(args, "llm_dtype", None) else {}
+    if local and args.llm.partition(":")[0] in API_PREFIXES:
+        raise InputError(f"invalid option: --llm-dtype {args.llm_dtype}: it sets a local teacher's precision, not {args.llm}'s")
     corpus = load_passages(args.corpus, limit=args.limit)
     api = {
         "base_url": args.llm_base_url,
@@ -56,7 +60,10 @@ def build_fret_from_args(args: argparse.Namespace, out: str | Path) -> FRetDatas
         "requests_per_minute": args.llm_rpm,
         "tokens_per_minute": args.llm_tpm,
     }
-    llm = None if args.llm == DEFAULT_LLM and not any(api.values()) else get_llm(args.llm, **api)
+    if args.llm == DEFAULT_LLM and not any(api.values()):
+        llm = LazyLLM(args.llm, **local) if local else None  # lazy: a finished run never loads the teacher
+    else:
+        llm = get_llm(args.llm, **api, **local)
     scorer = get_llm(args.scorer) if args.scorer else None
     previous = os.environ.get("GECKO_DISTILL_PRICES")
     if args.prices:
@@ -70,6 +77,8 @@ def build_fret_from_args(args: argparse.Namespace, out: str | Path) -> FRetDatas
             output_dir=out,
             overwrite=args.overwrite,
             scorer=scorer,
+            executor=executor_from_args(args),
+            batch=args.llm_batch,
         )
     finally:  # the option applies to this run only, not to later calls in the same process
         if previous is None:

@@ -47,9 +47,11 @@ __all__ = [
     "add_option",
     "apply_config_file",
     "attribute_docs",
+    "base_model_option",
     "config_or_input_error",
     "deprecation_notes",
     "dump_settings",
+    "executor_from_args",
     "fret_arguments",
     "fret_config",
     "has_configs",
@@ -634,7 +636,9 @@ def _fret_options() -> ConfigOptions:
         short={
             "generate.queries_per_passage": "--queries-per-passage",
             "generate.temperature": "--temperature",
+            "generate.language": "--language",
             "retrieve.top_n": "--top-n",
+            "retrieve.backend": "--embed-backend",
             "relabel.rank_by": "--rank-by",
             "relabel.scoring": "--scoring",
             "relabel.negative": "--negative",
@@ -642,7 +646,12 @@ def _fret_options() -> ConfigOptions:
         help={
             "generate.queries_per_passage": "samples per passage (more than 1 samples at --temperature)",
             "generate.temperature": "generation temperature",
+            "generate.language": "language of the queries: auto (each passage's own, detected; a warning when the "
+            "corpus's language is not the one set), a code or English name (de, zh, German...) for every passage, or any "
+            "(the English prompt, every script kept); see docs/languages.md",
             "retrieve.top_n": "candidates per query (paper: 20)",
+            "retrieve.backend": "what runs the miner: torch, onnx (ONNX Runtime; pip install 'gecko-distill[onnx]'), "
+            "onnx-int8, openvino (pip install 'gecko-distill[openvino]'); see docs/backends.md",
             "relabel.rank_by": "auto: a teacher check decides which signals to fuse; rrf: QL and RC fused (the paper); "
             "ql, rc: one signal; seed: the seed stays the positive",
         },
@@ -742,6 +751,15 @@ def fret_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_option(
         teacher,
+        "--llm-dtype",
+        choices=["auto", "bfloat16", "float32"],
+        default=None,
+        help="precision of a local teacher: auto is bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16 or AMX), "
+        "fp32 elsewhere",
+        shown_default="auto",
+    )
+    add_option(
+        teacher,
         "--scorer",
         default=None,
         metavar="NAME",
@@ -792,8 +810,46 @@ def fret_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_option(api, "--llm-rpm", type=int, default=None, metavar="N", help="requests per minute limit", shown_default="none")
     add_option(api, "--llm-tpm", type=int, default=None, metavar="N", help="tokens per minute limit", shown_default="none")
+    add_option(
+        api,
+        "--llm-batch",
+        flag=True,
+        help="send the requests through the provider's batch API (Gemini, OpenAI-compatible /v1/batches): half "
+        "price, answers within hours; a rerun resumes the jobs (docs/backends.md)",
+    )
     add_option(p, "--overwrite", flag=True, in_file=False, help="rebuild stages whose saved output has another config")
+    scale = p.add_argument_group("execution (docs/scaling.md)")
+    add_option(
+        scale,
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="where the LLM and embedding work runs: this process, or a Ray cluster (pip install 'gecko-distill[ray]')",
+    )
+    add_option(
+        scale,
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="the Ray cluster to join with --executor ray (auto, ray://host:10001)",
+        shown_default="a local cluster, started for the run",
+    )
     FRET_OPTIONS.add_to(p)
+
+
+def executor_from_args(args: argparse.Namespace):
+    """``build_fret``'s executor from ``--executor`` and ``--ray-address`` (``None``: this process).
+
+    Raises:
+        InputError: ``--ray-address`` without ``--executor ray``.
+    """
+    if args.executor != "ray":
+        if args.ray_address:
+            raise InputError(f"invalid option: --ray-address {args.ray_address}: it needs --executor ray")
+        return None
+    from ..scale import RayExecutor
+
+    return RayExecutor(address=args.ray_address)
 
 
 def fret_config(args: argparse.Namespace):
@@ -809,8 +865,8 @@ def fret_config(args: argparse.Namespace):
     return FRET_OPTIONS.build(args)
 
 
-def training_arguments(p: argparse.ArgumentParser) -> None:
-    """The training options of ``train`` (and ``run``); :func:`train_config` reads them."""
+def base_model_option(p: argparse.ArgumentParser) -> None:
+    """``--base-model``: the model ``train``, ``run`` and ``pretrain`` start from."""
     add_option(
         p,
         "--base-model",
@@ -819,6 +875,11 @@ def training_arguments(p: argparse.ArgumentParser) -> None:
         help="model folder or hub id to start from",
         shown_default="all-MiniLM-L6-v2",
     )
+
+
+def training_arguments(p: argparse.ArgumentParser) -> None:
+    """The training options of ``train`` (and ``run``); :func:`train_config` reads them."""
+    base_model_option(p)
     TRAIN_OPTIONS.add_to(p)
 
 

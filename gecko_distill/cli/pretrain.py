@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from .options import PRETRAIN_OPTIONS, add_option
+from ._command import Command, add_commands
+from .options import PRETRAIN_OPTIONS, add_option, base_model_option
 
 __all__ = ["register", "pretrain_config", "pretrained_line"]
 
@@ -24,13 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         >>> config.epochs, config.min_pairs, args.func.__name__
         (2.0, 64, '_run_pretrain')
     """
-    p = subparsers.add_parser(
-        "pretrain",
-        help="pre-finetune an embedder on the corpus's (title, passage) pairs, no LLM needed",
-        description="Pre-finetune (Gecko) an embedder on (title, passage) pairs of CORPUS, and optional QA pairs, "
-        "with in-batch negatives; then train on FRet with --base-model MODEL_DIR. Rerunning the same command reuses "
-        "the saved model; other inputs or settings are refused unless --overwrite.",
-    )
+    add_commands(subparsers, PRETRAIN)
+
+
+def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("corpus", help="BEIR corpus.jsonl (or the folder holding it); passages with a title give the pairs")
     p.add_argument("--out", required=True, help="output model folder")
     add_option(
@@ -41,17 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         shown_default="none",
         help='JSONL of extra pairs: {"task": ..., "anchor": ..., "positive": ...} (optional "negative")',
     )
-    add_option(
-        p,
-        "--base-model",
-        default=None,
-        metavar="MODEL",
-        help="model folder or hub id to start from",
-        shown_default="all-MiniLM-L6-v2",
-    )
+    base_model_option(p)
     add_option(p, "--overwrite", flag=True, in_file=False, help="replace a --out folder that holds something else")
     PRETRAIN_OPTIONS.add_to(p)
-    p.set_defaults(func=_run_pretrain)
 
 
 def pretrain_config(args: argparse.Namespace):
@@ -90,3 +80,14 @@ def pretrained_line(folder) -> str:
     pairs = record.get("pairs", {})
     qa = f" and {pairs['qa']} QA pairs" if pairs.get("qa") else ""
     return f"pretrained: {folder} ({pairs.get('title', 0)} title-passage pairs{qa})"
+
+
+PRETRAIN = Command(
+    "pretrain",
+    "pre-finetune an embedder on the corpus's (title, passage) pairs, no LLM needed",
+    _pretrain_arguments,
+    _run_pretrain,
+    "Pre-finetune (Gecko) an embedder on (title, passage) pairs of CORPUS, and optional QA pairs, with in-batch "
+    "negatives; then train on FRet with --base-model MODEL_DIR. Rerunning the same command reuses the saved model; "
+    "other inputs or settings are refused unless --overwrite.",
+)

@@ -13,7 +13,8 @@ options (``build-fret``'s, ``train``'s, and ``eval``'s ``--task`` and ``--split`
   otherwise is replaced only with ``--overwrite``);
 * ``DIR/reports/{base,distilled}.json`` and ``DIR/quality.png``: ``eval`` of the base model
   (plain input, its native format) and of the distilled model (the format it was trained in),
-  at each Matryoshka dimension, on the same axes.
+  at each Matryoshka dimension, on the same axes; the distilled model's card (``DIR/model/README.md``)
+  and ``gecko_distill.json`` get its results at every dimension.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 from pathlib import Path
 
 from ..embedder.pretrain import PRETRAIN_RECORD
+from ._command import Command, add_commands
 from .build_fret import build_fret_from_args
 from .options import (
     EVAL_OPTIONS,
@@ -55,13 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         >>> args.eval, train_config(args).epochs, FRET_OPTIONS.build(args).retrieve.top_n
         ('beir', 3.0, 20)
     """
-    p = subparsers.add_parser(
-        "run",
-        help="build FRet from a corpus, train on it, then evaluate base vs distilled on a BEIR folder",
-        description="The whole loop: build-fret into OUT/fret, train into OUT/model, and (with --eval) evaluate the "
-        "base and the distilled model into OUT/reports and OUT/quality.png. Rerunning the same command resumes: "
-        "no LLM call is repeated, and a model already trained with the same data and settings is reused.",
-    )
+    add_commands(subparsers, RUN)
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("corpus", help="BEIR corpus.jsonl (or the folder holding it): the passages FRet is built from")
     p.add_argument("--out", required=True, help="output folder: fret/, model/, reports/, quality.png")
     add_option(
@@ -78,7 +77,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fret_arguments(p)
     training_arguments(p)
     RUN_EVAL_OPTIONS.add_to(p)
-    p.set_defaults(func=_run)
 
 
 #: The options of ``run`` that the pre-finetuning settings come from.
@@ -99,6 +97,7 @@ def _pretrain_config(args: argparse.Namespace):
 
 def _run(args: argparse.Namespace) -> int:
     from ..embedder.evaluate import evaluate, load_beir, markdown_table, plot_reports
+    from ..embedder.model_card import record_evaluation
     from ..embedder.train import PROVENANCE_FILE, train, trained_from
 
     out = Path(args.out)
@@ -113,7 +112,8 @@ def _run(args: argparse.Namespace) -> int:
     fret = build_fret_from_args(args, fret_dir)
     print(f"FRet: {len(fret)} examples in {fret_dir}")
     base_model, reference_model, record = _pretrain(args, pretrain_config, out / "pretrained")
-    if trained_from(model_dir, fret_dir, config=config, base_model=base_model) and _pretrain_copy(model_dir) == record:
+    reuse = trained_from(model_dir, fret_dir, config=config, base_model=base_model)
+    if reuse and _identity(_pretrain_copy(model_dir)) == _identity(record):
         print(f"model: {model_dir} was already trained from this FRet folder with these settings; reusing it")
     else:
         train(
@@ -144,8 +144,10 @@ def _run(args: argparse.Namespace) -> int:
         )
         report.save(out / "reports" / f"{label}.json")
         reports.append(report)
+    card = record_evaluation(model_dir, reports[-1])  # the distilled model's card holds its results, every dim
     print(markdown_table(reports))
-    print(f"wrote {out / 'reports'} and {plot_reports(reports, out / 'quality.png')}")
+    added = f"; the distilled model's results added to its card {card}" if card is not None else ""
+    print(f"wrote {out / 'reports'} and {plot_reports(reports, out / 'quality.png')}{added}")
     return 0
 
 
@@ -181,9 +183,27 @@ def _pretrain(args: argparse.Namespace, config, folder: Path) -> tuple[object, o
     return str(path), reference, record
 
 
+def _identity(record: dict | None) -> str | None:
+    """What a ``pretrain.json`` says the pre-finetuned model is (its inputs and settings), without
+    its provenance (versions, time), which a rebuild with the same inputs changes."""
+    return record.get("identity") if isinstance(record, dict) else None
+
+
 def _pretrain_copy(model_dir: Path) -> dict | None:
     """The ``pretrain.json`` copied into a trained model's folder, if any."""
     try:
         return json.loads((model_dir / PRETRAIN_RECORD).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+
+
+RUN = Command(
+    "run",
+    "build FRet from a corpus, train on it, then evaluate base vs distilled on a BEIR folder",
+    _run_arguments,
+    _run,
+    "The whole loop: build-fret into OUT/fret, train into OUT/model, and (with --eval) evaluate the base and the "
+    "distilled model into OUT/reports and OUT/quality.png, and add the distilled model's results to its card. "
+    "Rerunning the same command resumes: no LLM call is repeated, and a model already trained with the same data "
+    "and settings is reused.",
+)

@@ -11,6 +11,8 @@ import json
 import logging
 from pathlib import Path
 
+from ._command import Command, add_commands
+from .mteb import MTEB_TASKS_HELP, print_mteb_scores
 from .options import EVAL_OPTIONS, add_option, train_config, training_arguments
 
 __all__ = ["register"]
@@ -30,10 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         >>> train_config(args).query_format, train_config(args).epochs, args.func.__name__
         ('e5', 2.0, '_run_train')
     """
-    for name, add_arguments, run, summary, description in _COMMANDS:
-        p = subparsers.add_parser(name, help=summary, description=description)
-        add_arguments(p)
-        p.set_defaults(func=run)
+    add_commands(subparsers, *_COMMANDS)
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,7 +53,27 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model folder, hub id, or 'default' (all-MiniLM-L6-v2)")
-    p.add_argument("beir_dir", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
+    p.add_argument(
+        "beir_dir", nargs="?", default=None, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv (or --mteb)"
+    )
+    add_option(
+        p,
+        "--mteb",
+        metavar="TASK",
+        nargs="+",
+        default=None,
+        help=f"{MTEB_TASKS_HELP}; --input-format, --task, --split, --dims and --label apply to BEIR_DIR only",
+        shown_default="none",
+    )
+    add_option(
+        p,
+        "--mteb-out",
+        metavar="DIR",
+        default=None,
+        in_file=False,
+        help="folder for mteb's result files; a rerun reuses the tasks finished there",
+        shown_default="nothing written",
+    )
     add_option(
         p,
         "--dims",
@@ -128,17 +147,48 @@ def self_check_line(model_dir: str | Path) -> str:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from ..embedder.evaluate import evaluate, markdown_table, plot_reports
+    from ..errors import InputError
 
     config = EVAL_OPTIONS.build(args)
     model = None if args.model == _DEFAULT_MODEL else args.model
+    if args.beir_dir is None:
+        if not args.mteb:
+            raise InputError("eval: give a BEIR folder (BEIR_DIR), or MTEB tasks with --mteb TASK [TASK ...]")
+        given = [name for name, value in (("--json", args.json), ("--png", args.png)) if value]
+        if given:
+            raise InputError(f"eval: {' and '.join(given)} write the BEIR_DIR report; give a BEIR folder for them")
+    if args.mteb and config.input_format is not None:
+        logger.warning(
+            "--input-format %s applies to BEIR_DIR only: MTEB tasks run in the model's own format", config.input_format
+        )
+    if args.beir_dir is not None:
+        _evaluate_beir(args, model, config)
+    if args.mteb:
+        print_mteb_scores(model, args.mteb, output_folder=args.mteb_out, batch_size=config.batch_size)
+    return 0
+
+
+def _evaluate_beir(args: argparse.Namespace, model: str | None, config) -> None:
+    """Evaluate ``model`` on ``args.beir_dir``, print the table, and add the results to the
+    model's card when it was trained here."""
+    from ..embedder.evaluate import evaluate, markdown_table, plot_reports
+    from ..embedder.model_card import record_evaluation
+    from ..errors import InputError
+
     report = evaluate(model, args.beir_dir, dims=args.dims, config=config, label=args.label)
     print(markdown_table([report]))
+    if model is not None:
+        try:
+            card = record_evaluation(model, report)
+        except InputError as exc:  # the scores are printed; a card that cannot be written does not undo them
+            logger.warning("the results were not added to the model card: %s", exc)
+        else:
+            if card is not None:
+                print(f"added the results to the model card {card}")
     if args.json:
         print(f"wrote {report.save(args.json)}")
     if args.png:
         print(f"wrote {plot_reports([report], args.png)}")
-    return 0
 
 
 def _run_plot(args: argparse.Namespace) -> int:
@@ -163,21 +213,22 @@ def _load_report(path: str):
         raise InputError(f"{path}: not a report written by 'gecko-distill eval --json' ({exc.error_count()} errors)") from None
 
 
-#: name, arguments, run, help, description of each subcommand.
 _COMMANDS = (
-    (
+    Command(
         "train",
+        "fine-tune an embedder on an FRet folder (Matryoshka + in-batch/hard/same-tower negatives)",
         _train_arguments,
         _run_train,
-        "fine-tune an embedder on an FRet folder (Matryoshka + in-batch/hard/same-tower negatives)",
         "Train a sentence-transformers embedder on FRET_DIR (written by build-fret or synth) and save it to --out.",
     ),
-    (
+    Command(
         "eval",
+        "nDCG@10, MRR@10, Recall@10/100 of a model on a BEIR folder, at each Matryoshka dim; or MTEB tasks",
         _eval_arguments,
         _run_eval,
-        "nDCG@10, MRR@10, Recall@10/100 of a model on a BEIR folder, at each Matryoshka dim",
-        "Evaluate MODEL (a model folder, a hub id, or 'default' for all-MiniLM-L6-v2) on BEIR_DIR.",
+        "Evaluate MODEL (a model folder, a hub id, or 'default' for all-MiniLM-L6-v2) on BEIR_DIR, at each Matryoshka "
+        "dimension; a model trained here gets the results in its card (README.md) and gecko_distill.json. With --mteb, "
+        "also (or instead) run MTEB tasks through the mteb package (pip install 'gecko-distill[mteb]').",
     ),
-    ("plot", _plot_arguments, _run_plot, "plot quality vs dim of several eval reports on the same axes", None),
+    Command("plot", "plot quality vs dim of several eval reports on the same axes", _plot_arguments, _run_plot),
 )

@@ -104,7 +104,7 @@ def load_tasks(path: str | Path) -> dict[str, list[str]]:
     if not path.is_file():
         raise SynthError(f"tasks file not found: {path}")
     text = path.read_text(encoding="utf-8")
-    shape = "a JSON object {category: [task, ...]} or JSON lines {\"category\": ..., \"task\": ...}"
+    shape = 'a JSON object {category: [task, ...]} or JSON lines {"category": ..., "task": ...}'
     try:
         data: Any = (
             [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else json.loads(text)

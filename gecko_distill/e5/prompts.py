@@ -135,9 +135,7 @@ def output_schema(category: str) -> type[_Answer]:
 
 
 # -- placeholders ------------------------------------------------------------------------
-def sample_placeholders(
-    category: str, rng: random.Random, languages: Sequence[str], num_words: Sequence[int]
-) -> dict[str, str]:
+def sample_placeholders(category: str, rng: random.Random, languages: Sequence[str], num_words: Sequence[int]) -> dict[str, str]:
     """Draw the placeholders of one triplet prompt.
 
     Args:
@@ -361,7 +359,7 @@ _CLASSIFICATION = (
     '- The "misleading_label" must be a valid label for the given task, but not as appropriate as the "label" '
     'for the "input_text".\n'
     "- The values for all fields should be in {language}.\n"
-    "- Avoid including the values of the \"label\" and \"misleading_label\" fields in the \"input_text\", that "
+    '- Avoid including the values of the "label" and "misleading_label" fields in the "input_text", that '
     "would make the task too easy.\n"
     '- The "input_text" is {clarity} and requires {difficulty} level education to comprehend.\n\n'
     "Your output must always be a JSON object only, do not explain yourself or output anything else. Be creative!"
@@ -589,8 +587,7 @@ _WANTED = {
     "long-short": "a {query_type} query of about {num_words} words, {clarity}; short documents; {difficulty} level; "
     "in {language}",
     "short-short": "a {query_type} query, {query_length}, {clarity}; short documents; {difficulty} level; in {language}",
-    "long-long": "a {query_type} query and documents of about {num_words} words, {clarity}; {difficulty} level; "
-    "in {language}",
+    "long-long": "a {query_type} query and documents of about {num_words} words, {clarity}; {difficulty} level; in {language}",
     "sts": "three {unit}s in {language}; S2 scores {high_score} of 5 for similarity to S1, S3 scores {low_score}; "
     "{difficulty} level",
     "bitext": "S1 a {unit} in {source_language}; S2 and S3 translations into {target_language}, scoring {high_score} "
@@ -607,8 +604,15 @@ def _example(task: str, answer: _Answer, **wanted: str) -> tuple[str, dict[str, 
 # "instructions" style. Their tasks are not in BUILTIN_TASKS.
 _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
     "short-long": (
-        _example(*_DEMONSTRATIONS["short-long"], query_type="common", query_length="less than 5 words",
-                 clarity="clear", num_words="40", difficulty="high school", language="English"),
+        _example(
+            *_DEMONSTRATIONS["short-long"],
+            query_type="common",
+            query_length="less than 5 words",
+            clarity="clear",
+            num_words="40",
+            difficulty="high school",
+            language="English",
+        ),
         _example(
             "Given a question about an animal, retrieve encyclopedia passages that answer it.",
             RetrievalExample(
@@ -618,8 +622,12 @@ _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
                 hard_negative_document="Sea turtles lay their eggs on sandy beaches at night. A female digs a pit, "
                 "lays around a hundred eggs and returns to the sea before dawn.",
             ),
-            query_type="common", query_length="5 to 15 words", clarity="clear", num_words="35",
-            difficulty="high school", language="English",
+            query_type="common",
+            query_length="5 to 15 words",
+            clarity="clear",
+            num_words="35",
+            difficulty="high school",
+            language="English",
         ),
         _example(
             "Given a question about the rules of a sport, retrieve rulebook passages that answer it.",
@@ -630,13 +638,23 @@ _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
                 hard_negative_document="A throw-in is awarded when the whole of the ball passes over the touch line. "
                 "The thrower must face the field and keep part of each foot on or behind the line.",
             ),
-            query_type="long-tail", query_length="less than 5 words", clarity="understandable with some effort",
-            num_words="35", difficulty="college", language="English",
+            query_type="long-tail",
+            query_length="less than 5 words",
+            clarity="understandable with some effort",
+            num_words="35",
+            difficulty="college",
+            language="English",
         ),
     ),
     "long-short": (
-        _example(*_DEMONSTRATIONS["long-short"], query_type="common", num_words="40", clarity="clear",
-                 difficulty="high school", language="English"),
+        _example(
+            *_DEMONSTRATIONS["long-short"],
+            query_type="common",
+            num_words="40",
+            clarity="clear",
+            difficulty="high school",
+            language="English",
+        ),
         _example(
             "Given a short biography, retrieve the person's profession.",
             RetrievalExample(
@@ -645,7 +663,11 @@ _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
                 positive_document="Oceanographic cartographer",
                 hard_negative_document="Fishing boat captain",
             ),
-            query_type="long-tail", num_words="35", clarity="clear", difficulty="college", language="English",
+            query_type="long-tail",
+            num_words="35",
+            clarity="clear",
+            difficulty="college",
+            language="English",
         ),
         _example(
             "Given a description of a landmark, retrieve its name.",
@@ -655,12 +677,22 @@ _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
                 positive_document="The Eiffel Tower",
                 hard_negative_document="The Statue of Liberty",
             ),
-            query_type="common", num_words="35", clarity="clear", difficulty="high school", language="English",
+            query_type="common",
+            num_words="35",
+            clarity="clear",
+            difficulty="high school",
+            language="English",
         ),
     ),
     "short-short": (
-        _example(*_DEMONSTRATIONS["short-short"], query_type="common", query_length="less than 5 words",
-                 clarity="clear", difficulty="college", language="English"),
+        _example(
+            *_DEMONSTRATIONS["short-short"],
+            query_type="common",
+            query_length="less than 5 words",
+            clarity="clear",
+            difficulty="college",
+            language="English",
+        ),
         _example(
             "Given the scientific name of a plant, retrieve its common name.",
             RetrievalExample(
@@ -668,7 +700,10 @@ _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
                 positive_document="Common sunflower",
                 hard_negative_document="Jerusalem artichoke",
             ),
-            query_type="long-tail", query_length="less than 5 words", clarity="clear", difficulty="college",
+            query_type="long-tail",
+            query_length="less than 5 words",
+            clarity="clear",
+            difficulty="college",
             language="English",
         ),
         _example(
@@ -678,13 +713,22 @@ _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
                 positive_document="There are 16 ounces in one pound.",
                 hard_negative_document="There are 14 pounds in one stone.",
             ),
-            query_type="common", query_length="5 to 15 words", clarity="clear", difficulty="high school",
+            query_type="common",
+            query_length="5 to 15 words",
+            clarity="clear",
+            difficulty="high school",
             language="English",
         ),
     ),
     "long-long": (
-        _example(*_DEMONSTRATIONS["long-long"], query_type="long-tail", num_words="40", clarity="clear",
-                 difficulty="PhD", language="English"),
+        _example(
+            *_DEMONSTRATIONS["long-long"],
+            query_type="long-tail",
+            num_words="40",
+            clarity="clear",
+            difficulty="PhD",
+            language="English",
+        ),
         _example(
             "Given a textbook section, retrieve sections of other textbooks on the same topic.",
             RetrievalExample(
@@ -695,7 +739,11 @@ _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
                 hard_negative_document="Governments sometimes fix the price of goods such as bread or fuel. Price "
                 "ceilings protect buyers in the short term but often lead to queues and black markets.",
             ),
-            query_type="common", num_words="40", clarity="clear", difficulty="high school", language="English",
+            query_type="common",
+            num_words="40",
+            clarity="clear",
+            difficulty="high school",
+            language="English",
         ),
         _example(
             "Given a city's cycling policy, retrieve policies of other cities on the same issue.",
@@ -707,12 +755,22 @@ _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
                 hard_negative_document="The city will lower the speed limit to 30 km/h in residential streets and "
                 "install speed cameras near schools to make walking safer.",
             ),
-            query_type="long-tail", num_words="35", clarity="clear", difficulty="college", language="English",
+            query_type="long-tail",
+            num_words="35",
+            clarity="clear",
+            difficulty="college",
+            language="English",
         ),
     ),
     "sts": (
-        _example(*_DEMONSTRATIONS["sts"], unit="sentence", high_score="4.5", low_score="3", difficulty="high school",
-                 language="English"),
+        _example(
+            *_DEMONSTRATIONS["sts"],
+            unit="sentence",
+            high_score="4.5",
+            low_score="3",
+            difficulty="high school",
+            language="English",
+        ),
         _example(
             "Given a weather report sentence, retrieve sentences that report the same weather.",
             SimilarityExample(
@@ -720,7 +778,11 @@ _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
                 S2="The north will see downpours tomorrow after midday.",
                 S3="Tomorrow afternoon will be dry and sunny in the north.",
             ),
-            unit="sentence", high_score="5", low_score="2.5", difficulty="high school", language="English",
+            unit="sentence",
+            high_score="5",
+            low_score="2.5",
+            difficulty="high school",
+            language="English",
         ),
         _example(
             "Given a sentence from a children's story, retrieve sentences that tell the same event.",
@@ -729,12 +791,23 @@ _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
                 S2="Behind the ancient oak, the small fox was hiding.",
                 S3="The little fox climbed the old oak tree.",
             ),
-            unit="sentence", high_score="4.5", low_score="3.5", difficulty="high school", language="English",
+            unit="sentence",
+            high_score="4.5",
+            low_score="3.5",
+            difficulty="high school",
+            language="English",
         ),
     ),
     "bitext": (
-        _example(*_DEMONSTRATIONS["bitext"], unit="sentence", source_language="English", target_language="French",
-                 high_score="5", low_score="3", difficulty="high school"),
+        _example(
+            *_DEMONSTRATIONS["bitext"],
+            unit="sentence",
+            source_language="English",
+            target_language="French",
+            high_score="5",
+            low_score="3",
+            difficulty="high school",
+        ),
         _example(
             "Given a sentence from a travel guide, retrieve its translation.",
             SimilarityExample(
@@ -742,7 +815,11 @@ _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
                 S2="The train leaves the main station at eight o'clock.",
                 S3="The train leaves the main station at nine o'clock.",
             ),
-            unit="sentence", source_language="German", target_language="English", high_score="5", low_score="3",
+            unit="sentence",
+            source_language="German",
+            target_language="English",
+            high_score="5",
+            low_score="3",
             difficulty="high school",
         ),
         _example(
@@ -752,13 +829,18 @@ _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
                 S2="Thank you for your message; I will reply to you tomorrow.",
                 S3="Thank you for your message; I will reply next week.",
             ),
-            unit="sentence", source_language="Spanish", target_language="English", high_score="4.5", low_score="3",
+            unit="sentence",
+            source_language="Spanish",
+            target_language="English",
+            high_score="4.5",
+            low_score="3",
             difficulty="high school",
         ),
     ),
     "classification": (
-        _example(*_DEMONSTRATIONS["classification"], num_words="20", clarity="clear", difficulty="high school",
-                 language="English"),
+        _example(
+            *_DEMONSTRATIONS["classification"], num_words="20", clarity="clear", difficulty="high school", language="English"
+        ),
         _example(
             "Classify a news headline's topic as politics, sports, business or technology.",
             ClassificationExample(
@@ -766,7 +848,10 @@ _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
                 label="business",
                 misleading_label="technology",
             ),
-            num_words="15", clarity="clear", difficulty="high school", language="English",
+            num_words="15",
+            clarity="clear",
+            difficulty="high school",
+            language="English",
         ),
         _example(
             "Classify the urgency of a support ticket as low, medium or high.",
@@ -775,7 +860,10 @@ _EXAMPLES: dict[str, tuple[tuple[str, dict[str, str], _Answer], ...]] = {
                 label="high",
                 misleading_label="medium",
             ),
-            num_words="15", clarity="clear", difficulty="high school", language="English",
+            num_words="15",
+            clarity="clear",
+            difficulty="high school",
+            language="English",
         ),
     ),
 }
@@ -797,7 +885,7 @@ def completion_brainstorm_prompt(category: str, shown: Sequence[str]) -> str:
     """
     what, _, guideline = _BRAINSTORM[category]
     listed = _json_list(shown)
-    return f"A list of {what}. {guideline} Each task is one sentence.\n{listed[:-1]}, \""
+    return f'A list of {what}. {guideline} Each task is one sentence.\n{listed[:-1]}, "'
 
 
 def completion_triplet_prompt(category: str, task: str, placeholders: dict[str, str], rng: random.Random) -> str:

@@ -40,7 +40,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._io import StageCheckpoint, StageResult, filesystem_errors, fingerprint, lock_output_folder, write_jsonl
+from .._io import (
+    StageCheckpoint,
+    StageResult,
+    environment_record,
+    filesystem_errors,
+    fingerprint,
+    lock_output_folder,
+    write_jsonl,
+)
 from .._version import __version__
 from ..embedder import formatting
 from ..llm.base import LLM
@@ -161,16 +169,21 @@ def _generate(
     teacher = _teacher(llm, out)
     config = resolve_prompt_style(config, teacher)
 
-    def checkpoint(stage: str, record_type: type, key: Callable, fp: str) -> StageCheckpoint:
+    def checkpoint(stage: str, record_type: type, key: Callable, fp: str, settings: dict) -> StageCheckpoint:
         folder = out / stage if out is not None else None
-        return StageCheckpoint(stage, record_type, key, folder=folder, fingerprint=fp, overwrite=overwrite)
+        return StageCheckpoint(stage, record_type, key, folder=folder, fingerprint=fp, overwrite=overwrite, settings=settings)
 
     brainstormed = StageResult[SynthTask](records=[], stats={"tasks": 0})
     brainstorm_fp = ""
+    # What each fingerprint covers, readably: a folder refused as stale names what changed.
     if tasks is None and config.tasks != "builtin":
-        brainstorm_fp = fingerprint("brainstorm", config.model_dump(include=_BRAINSTORM_FIELDS), teacher.name, PROMPTS_ID)
+        brainstorm_config = config.model_dump(include=_BRAINSTORM_FIELDS)
+        brainstorm_fp = fingerprint("brainstorm", brainstorm_config, teacher.name, PROMPTS_ID)
+        brainstorm_settings = {"brainstorm": brainstorm_config, "teacher": teacher.name, "prompts": PROMPTS_ID}
         brainstormed = brainstorm_tasks(
-            teacher, config, checkpoint=checkpoint("brainstorm", SynthTask, lambda t: t.call_id, brainstorm_fp)
+            teacher,
+            config,
+            checkpoint=checkpoint("brainstorm", SynthTask, lambda t: t.call_id, brainstorm_fp, brainstorm_settings),
         )
     all_tasks = merge_tasks(fixed, brainstormed.records)
     if not all_tasks:
@@ -180,7 +193,13 @@ def _generate(
         )
     tasks_fp = fingerprint("tasks", fixed, brainstorm_fp)
     triplets_fp = fingerprint("triplets", config, teacher.name, tasks_fp, PROMPTS_ID)
-    triplets_checkpoint = checkpoint("triplets", FRetExample, lambda e: e.id, triplets_fp)
+    triplets_settings = {
+        "given_tasks": f"{len(fixed)}, fingerprint {fingerprint(fixed)[:12]}",  # given or built-in
+        "synth": config,
+        "teacher": teacher.name,
+        "prompts": PROMPTS_ID,
+    }
+    triplets_checkpoint = checkpoint("triplets", FRetExample, lambda e: e.id, triplets_fp, triplets_settings)
     if brainstorm_fp and not brainstormed.stats.get("reused"):
         # brainstorm did work in this run (it retried failed calls): a finished triplets stage
         # takes the tasks it may have added (it does only what its records and skips lack).
@@ -220,6 +239,7 @@ def _write_outputs(
     manifest = {
         "mode": "e5-synthetic",
         "library_version": __version__,
+        "environment": environment_record(),  # provenance only: never in a fingerprint
         "teacher": teacher,
         "config": config.model_dump(mode="json"),
         "config_hash": fingerprint(config),

@@ -135,7 +135,9 @@ class _OneTextAtATime:
             if not active:
                 break
             asked = [
-                requests[i].model_copy(update={"prompt": requests[i].prompt + _continued(fields[i], values[i]), "stop": self._STOP})
+                requests[i].model_copy(
+                    update={"prompt": requests[i].prompt + _continued(fields[i], values[i]), "stop": self._STOP}
+                )
                 for i in active
             ]
             for i, request, answer in zip(active, asked, self.llm.generate(asked)):

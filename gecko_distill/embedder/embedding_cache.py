@@ -63,7 +63,11 @@ def embedder_identity(model: Any) -> str | None:
     module (such as a ``SentenceTransformer``) is identified by its name, its modules and their
     configs, ``max_seq_length``, ``truncate_dim``, prompts, and a fingerprint of its weights:
     for every tensor its name, dtype, shape, sum and up to 4,096 evenly strided values. That
-    takes about 0.1 s for all-MiniLM-L6-v2, and stays cheap for a multi-GB decoder.
+    takes about 0.1 s for all-MiniLM-L6-v2, and stays cheap for a multi-GB decoder. A model
+    that runs on another backend than torch is named with it: :func:`~gecko_distill.embedder.backends.use_backend`
+    sets ``embedding_cache_id`` to the torch model's identity plus ``|backend=<name>``, and a
+    model loaded with sentence-transformers' own ``backend="onnx"`` has no torch weights to
+    fingerprint, so it gets ``None``.
 
     Example:
         >>> from gecko_distill.embedder.encoding import load_model
@@ -88,10 +92,15 @@ def embedder_identity(model: Any) -> str | None:
         "prompts": getattr(model, "prompts", None),
         "default_prompt_name": getattr(model, "default_prompt_name", None),
     }
+    backend = getattr(model, "backend", "torch")
+    if isinstance(backend, str) and backend != "torch":  # sentence-transformers' own backends
+        settings["backend"] = backend
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    weights = 0
     try:
         with torch.no_grad():
             for name, tensor in state_dict().items():
+                weights += 1
                 flat = tensor.detach().reshape(-1)
                 step = max(1, flat.numel() // _SAMPLE_VALUES)
                 sample = flat[::step][:_SAMPLE_VALUES].to("cpu", torch.float32).numpy()
@@ -100,6 +109,8 @@ def embedder_identity(model: Any) -> str | None:
                 digest.update(sample.tobytes())
     except (RuntimeError, TypeError, NotImplementedError) as exc:  # e.g. weights on the meta device
         logger.debug("cannot fingerprint the weights of %s: %s", type(model).__name__, exc)
+        return None
+    if not weights:  # nothing to tell two models apart by (e.g. weights held by ONNX Runtime)
         return None
     return f"{_model_name(model)}|{digest.hexdigest()[:32]}"
 
@@ -127,9 +138,7 @@ class EmbeddingCache:
 
     def path(self, model_id: str) -> Path:
         """The SQLite file that holds ``model_id``'s vectors."""
-        name = "_".join(Path(model_id.split("|")[0]).parts[-2:])
-        readable = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[-48:].strip("_.") or "embedder"
-        return self.folder / f"{readable}-{hashlib.sha256(model_id.encode()).hexdigest()[:16]}.sqlite"
+        return self.folder / f"{readable_name(model_id)}-{hashlib.sha256(model_id.encode()).hexdigest()[:16]}.sqlite"
 
     def embed(
         self,
@@ -210,6 +219,17 @@ class EmbeddingCache:
                 put(bytes(key), np.frombuffer(blob, dtype=np.float32))
                 found.add(bytes(key))
         return found
+
+
+def readable_name(model_id: str) -> str:
+    """A file-name-safe short name of an embedder identity: the last two parts of its path.
+
+    Example:
+        >>> readable_name("/models/org/minilm-v2|3f2a|normalized")
+        'org_minilm-v2'
+    """
+    name = "_".join(Path(model_id.split("|")[0]).parts[-2:])
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[-48:].strip("_.") or "embedder"
 
 
 def _children(model: Any) -> list[Any]:

@@ -53,18 +53,28 @@ DocumentInput = Union[str, Passage, Mapping[str, Any]]
 
 
 def load_model(
-    model: str | Path | SentenceTransformer | None = None, *, truncate_dim: int | None = None, device: str | None = None
+    model: str | Path | SentenceTransformer | None = None,
+    *,
+    truncate_dim: int | None = None,
+    device: str | None = None,
+    backend: str = "torch",
 ) -> SentenceTransformer:
     """A ``SentenceTransformer``: the offline default for ``None``, loaded from a folder for a
     path, from the Hugging Face hub (or its local cache) for a hub id, or ``model`` itself when
     it is already a model.
+
+    With ``backend`` other than ``"torch"``, the model runs on ONNX Runtime or OpenVINO (see
+    :func:`gecko_distill.embedder.backends.use_backend`); a model passed in is copied first,
+    never changed.
 
     Args:
         model: ``None``, a model folder, a hub id (``"org/name"``), or a ``SentenceTransformer``.
             A string that names an existing folder is that folder; one that cannot be a hub id
             (``./x``, ``~/x``, ``/x``, ``a/b/c``) or a ``Path`` must be an existing folder.
         truncate_dim: Output dimension of the loaded model (Matryoshka truncation).
-        device: ``"cpu"``, ``"cuda"``...; ``None`` lets sentence-transformers pick.
+        device: ``"cpu"``, ``"cuda"``...; ``None`` lets sentence-transformers pick (the CPU
+            for a backend other than ``"torch"``).
+        backend: ``"torch"``, ``"onnx"``, ``"onnx-int8"`` or ``"openvino"``.
 
     Raises:
         InputError: The folder does not exist or holds no model, or the hub id could not be
@@ -78,6 +88,20 @@ def load_model(
         ...
         gecko_distill.errors.InputError: model folder not found: ./no/such/model
     """
+    if backend != "torch":
+        import copy
+
+        from .backends import backend_of, use_backend
+
+        if device not in (None, "cpu"):
+            raise InputError(f"embedding backend {backend!r} runs on the CPU, not on {device!r} (use backend 'torch')")
+        if model is not None and not isinstance(model, (str, Path)):
+            if backend_of(model) == backend:
+                return model
+            if backend_of(model) != "torch":
+                raise InputError(f"the model runs on {backend_of(model)!r}; pass its folder to run it on {backend!r}")
+            return use_backend(copy.deepcopy(model).to("cpu"), backend)
+        return use_backend(load_model(model, truncate_dim=truncate_dim, device="cpu"), backend)
     if model is not None and not isinstance(model, (str, Path)):
         return model
     import re
@@ -223,9 +247,7 @@ def check_dims(dims: Sequence[int], full_dim: int, what: str = "dims") -> tuple[
     return tuple(sorted((int(d) for d in dims), reverse=True))
 
 
-def format_queries(
-    queries: Sequence[QueryInput], task: str | None = None, query_format: QueryFormat = "gecko"
-) -> list[str]:
+def format_queries(queries: Sequence[QueryInput], task: str | None = None, query_format: QueryFormat = "gecko") -> list[str]:
     """Model input text of queries: ``(task, query)`` pairs, or strings that share ``task``.
 
     Args:

@@ -23,6 +23,7 @@ from .._io import _json_lines
 from .._lazy import require
 from .._version import __version__
 from ..errors import InputError
+from ..report import report_frame, report_html
 from . import formatting
 from .encoding import check_dims, default_matryoshka_dims, embedding_dimension, load_model, resolve_input_format
 from .formatting import DEFAULT_TASK, QueryFormat
@@ -129,6 +130,19 @@ class RetrievalReport(BaseModel):
     def load(cls, path: str | Path) -> RetrievalReport:
         """Read a report written by :meth:`save`."""
         return cls.model_validate_json(Path(path).read_text())
+
+    def to_pandas(self) -> Any:
+        """The report as a ``pandas.DataFrame``, one row per dimension (model, dataset, input
+        format, dim, metrics); ``pandas.concat`` of several reports compares models.
+
+        Raises:
+            MissingDependencyError: pandas is not installed.
+        """
+        return report_frame(self)
+
+    def _repr_html_(self) -> str:
+        """The notebook view: one table row per dimension."""
+        return report_html(self)
 
 
 @dataclass
@@ -300,7 +314,9 @@ def evaluate(
     config = config or EvalConfig()
     data = load_beir(beir_dir, config.split)
     st_model = load_model(model)
-    config = config.model_copy(update={"input_format": resolve_input_format(model if isinstance(model, (str, Path)) else st_model, config.input_format)})
+    config = config.model_copy(
+        update={"input_format": resolve_input_format(model if isinstance(model, (str, Path)) else st_model, config.input_format)}
+    )
     full_dim = embedding_dimension(st_model)
     dims = check_dims(list(dims) if dims is not None else default_matryoshka_dims(full_dim), full_dim)
     evaluator = beir_evaluator(data, config=config)
@@ -310,8 +326,13 @@ def evaluate(
     corpus_seconds = time.perf_counter() - started
     query_vectors = _embed(st_model, evaluator.queries, config.batch_size)
     query_seconds = time.perf_counter() - started - corpus_seconds
-    logger.info("evaluate: embedded %d documents in %.1f s, %d queries in %.1f s",
-                len(doc_vectors), corpus_seconds, len(query_vectors), query_seconds)
+    logger.info(
+        "evaluate: embedded %d documents in %.1f s, %d queries in %.1f s",
+        len(doc_vectors),
+        corpus_seconds,
+        len(query_vectors),
+        query_seconds,
+    )
 
     scores = [_score_at(evaluator, doc_vectors, query_vectors, dim) for dim in dims]
     return RetrievalReport(
@@ -435,8 +456,9 @@ def plot_reports(
     for ax, metric in zip(axes.flat, metrics):
         for report in reports:
             points = sorted((row.dim, getattr(row, metric)) for row in report.scores)
-            ax.plot([d for d, _ in points], [v for _, v in points], marker="o",
-                    label=f"{report.model} ({report.config.input_format})")
+            ax.plot(
+                [d for d, _ in points], [v for _, v in points], marker="o", label=f"{report.model} ({report.config.input_format})"
+            )
         ax.set_xscale("log", base=2)
         ax.set_xticks(all_dims, [str(d) for d in all_dims])
         ax.minorticks_off()
@@ -444,7 +466,7 @@ def plot_reports(
         ax.set_ylabel(_METRIC_LABELS[metric])
         ax.set_title(_METRIC_LABELS[metric])
         ax.grid(True, alpha=0.3)
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     legend_rows = -(-len(labels) // 2)

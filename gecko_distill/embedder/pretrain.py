@@ -142,8 +142,15 @@ def pair_examples(queries: Sequence[GeneratedQuery], passages: Sequence[Passage]
         other = usable[partner(i)]
         examples.append(
             FRetExample(
-                id=q.id, task=q.task, query=q.query, positive=by_id[q.passage_id], negative=by_id[other.passage_id],
-                seed_passage_id=q.passage_id, positive_is_seed=True, positive_ranks={}, negative_ranks={},
+                id=q.id,
+                task=q.task,
+                query=q.query,
+                positive=by_id[q.passage_id],
+                negative=by_id[other.passage_id],
+                seed_passage_id=q.passage_id,
+                positive_is_seed=True,
+                positive_ranks={},
+                negative_ranks={},
             )
         )
     return examples

@@ -133,9 +133,7 @@ class SelfCheckReport(BaseModel):
         dims = sorted(self.base.ndcg_at_10, reverse=True)
         pairs = ", ".join(f"{d}: {self.base.ndcg_at_10[d]:.3f} -> {self.chosen.ndcg_at_10[d]:.3f}" for d in dims)
         what = f"alpha {self.chosen.alpha:g}, {self.chosen.input_format} input"
-        return (
-            f"self-check on {self.holdout_queries} held-out FRet queries (nDCG@10, base -> saved, {what}): {pairs}"
-        )
+        return f"self-check on {self.holdout_queries} held-out FRet queries (nDCG@10, base -> saved, {what}): {pairs}"
 
 
 def holdout_split(examples: Sequence[FRetExample], config: SelfCheckConfig) -> tuple[list[FRetExample], list[FRetExample]]:
@@ -194,8 +192,10 @@ def score_variant(
     q = np.asarray(model.encode(queries, **encode), dtype=np.float32)
     d = np.asarray(model.encode(documents, **encode), dtype=np.float32)
     position = {p.id: i for i, p in enumerate(pool)}
-    relevant = [sorted({position[e.positive.id]} | ({position[e.seed_passage_id]} if e.seed_passage_id in position else set()))
-                for e in held]
+    relevant = [
+        sorted({position[e.positive.id]} | ({position[e.seed_passage_id]} if e.seed_passage_id in position else set()))
+        for e in held
+    ]
     ideal = {n: sum(1.0 / np.log2(i + 2.0) for i in range(n)) for n in (1, 2)}
     scores, per_query = {}, {}
     for dim in dims:
@@ -225,6 +225,7 @@ def choose_variant(base: VariantScores, variants: Sequence[VariantScores]) -> tu
         >>> chosen.alpha, improved
         (0.7, True)
     """
+
     def mean_gain(v: VariantScores) -> float:
         return float(np.mean(list(v.gains(base).values())))
 

@@ -267,6 +267,7 @@ def labelled_dataset(name: str, rows: ExtraData, query_format: QueryFormat = "ge
             raise InputError(f"extra dataset {name!r}, row {i}: missing column(s) {missing} (need task, anchor, positive)")
         if ("negative" in row) != has_negative:
             raise InputError(f"extra dataset {name!r}, row {i}: either every row has a 'negative' or none does")
+
     def side(column: str) -> list[str]:
         documents = [row[column] for row in rows]
         as_text = format_documents(documents, "plain")  # title and text, for a symmetric row's query format
@@ -370,7 +371,9 @@ def train(
     sets = _training_sets(trained_on, extra_datasets or {}, config)
     logger.info(
         "train: %s, matryoshka dims %s, %s input format",
-        ", ".join(f"{k}={len(v)}" for k, v in sets.items()), list(dims), config.query_format,
+        ", ".join(f"{k}={len(v)}" for k, v in sets.items()),
+        list(dims),
+        config.query_format,
     )
 
     describe_training(model, base_model=base_model, manifest=manifest, train_sets={k: len(v) for k, v in sets.items()})
@@ -426,9 +429,7 @@ def _reference_weights(model: SentenceTransformer, reference_model: ModelInput) 
 
 def _blend(model: SentenceTransformer, tuned: dict[str, Any], base: dict[str, Any], alpha: float) -> None:
     """Load ``alpha · tuned + (1 − alpha) · base`` into ``model`` (WiSE-FT)."""
-    model.load_state_dict(
-        {k: (alpha * v + (1 - alpha) * base[k]) if v.is_floating_point() else v for k, v in tuned.items()}
-    )
+    model.load_state_dict({k: (alpha * v + (1 - alpha) * base[k]) if v.is_floating_point() else v for k, v in tuned.items()})
 
 
 def _self_check(
@@ -444,7 +445,8 @@ def _self_check(
     settings = config.self_check
     if base_weights is None:
         reason = (
-            "turned off (holdout_fraction=0)" if settings.holdout_fraction == 0
+            "turned off (holdout_fraction=0)"
+            if settings.holdout_fraction == 0
             else f"{len(fret)} FRet examples hold out fewer than min_holdout={settings.min_holdout} queries"
         )
         level = logging.INFO if settings.holdout_fraction == 0 else logging.WARNING
@@ -472,7 +474,11 @@ def _self_check(
             "train: THE DISTILLED MODEL IS NOT BETTER THAN ITS BASE at dims %s on %d held-out FRet queries "
             "(best variant: alpha %g, %s input; nDCG@10 change %s). The teacher's labels are too weak to help this "
             "embedder here. %s Try a stronger teacher (--llm), --rank-by ql, more passages, or fewer epochs.",
-            sorted(losses), len(held_out), chosen.alpha, chosen.input_format, losses,
+            sorted(losses),
+            len(held_out),
+            chosen.alpha,
+            chosen.input_format,
+            losses,
             "Saving the BASE MODEL unchanged." if settings.on_no_gain == "base" else "Saving the best variant anyway.",
         )
         if settings.on_no_gain == "base":
@@ -593,9 +599,7 @@ def mix_datasets(sets: Mapping[str, Any], ratios: Mapping[str, float], *, seed: 
     if not ratios:
         return sets
     if set(ratios) != set(sets):
-        raise InputError(
-            f"mix_ratios names {sorted(ratios)} but the training sets are {sorted(sets)}; give a ratio for each"
-        )
+        raise InputError(f"mix_ratios names {sorted(ratios)} but the training sets are {sorted(sets)}; give a ratio for each")
     rng = np.random.default_rng(seed)
     base = len(sets[FRET]) / ratios[FRET]
     mixed = {}
@@ -607,7 +611,9 @@ def mix_datasets(sets: Mapping[str, Any], ratios: Mapping[str, float], *, seed: 
     return mixed
 
 
-def _trainer(model: SentenceTransformer, sets: dict[str, Any], loss: Any, config: TrainConfig, evaluator: Any, output_dir: Path) -> Any:
+def _trainer(
+    model: SentenceTransformer, sets: dict[str, Any], loss: Any, config: TrainConfig, evaluator: Any, output_dir: Path
+) -> Any:
     st = require("sentence_transformers", "sentence-transformers>=6")
     sampler = require("sentence_transformers.base.sampler", "sentence-transformers>=6")
     datasets = require("datasets", "gecko-distill[train]")
@@ -636,9 +642,7 @@ def _trainer(model: SentenceTransformer, sets: dict[str, Any], loss: Any, config
         report_to="none",
     )
     train_dataset = sets[FRET] if len(sets) == 1 else datasets.DatasetDict(sets)
-    return st.SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator
-    )
+    return st.SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator)
 
 
 def _write_provenance(

@@ -31,11 +31,20 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .._io import StageCheckpoint, _read_manifest, _short, filesystem_errors, fingerprint, lock_output_folder, write_jsonl
+from .._io import (
+    StageCheckpoint,
+    _read_manifest,
+    _short,
+    environment_record,
+    filesystem_errors,
+    fingerprint,
+    lock_output_folder,
+    write_jsonl,
+)
 from .._version import __version__
 from ..config import FRetConfig
 from ..corpus import PassageSource, load_passages
@@ -44,11 +53,15 @@ from ..llm.base import LLM
 from ..llm.cache import CachedLLM
 from ..llm.registry import OFFLINE_MODELS, LazyLLM, get_llm
 from ..records import FRetExample, GeneratedQuery, RankedCandidates
-from .generate import generate
-from .prompts import GENERATION_PROMPT_ID, SCORING_PROMPT_ID
+from ..report import fret_html, fret_repr
+from .generate import generate, resolve_language
+from .prompts import SCORING_PROMPT_ID, generation_prompt_id
 from .relabel import relabel
 from .retrieve import embedder_name, retrieve
 from .round1 import round1_identity, train_miner
+
+if TYPE_CHECKING:
+    from ..embedder.formatting import QueryFormat
 
 __all__ = ["build_fret", "FRetDataset"]
 
@@ -70,6 +83,32 @@ class FRetDataset(list):
         self.stats = stats
         self.output_dir = output_dir
 
+    def __repr__(self) -> str:
+        """A few lines: the counts and the first example, its texts clipped (see
+        :func:`~gecko_distill.report.fret_repr`)."""
+        return fret_repr(self, self.stats, self.output_dir)
+
+    def _repr_html_(self) -> str:
+        """The notebook view: the counts and the first examples as a table."""
+        return fret_html(self, self.stats, self.output_dir)
+
+    def to_hf(self, query_format: QueryFormat | None = None, *, provenance: bool = False) -> Any:
+        """The examples as a ``datasets.Dataset`` with formatted ``anchor``, ``positive`` and
+        ``negative`` columns, ready for ``SentenceTransformerTrainer`` (see
+        :func:`~gecko_distill.fret.export.fret_to_hf`, which documents the arguments).
+
+        Example:
+            >>> from gecko_distill.records import FRetExample, Passage
+            >>> ex = FRetExample(id="q1", task="Find the command", query="list files",
+            ...     positive=Passage(id="ls", text="List directory contents."), negative=Passage(id="cp", text="Copy files."),
+            ...     seed_passage_id="ls", positive_is_seed=True, positive_ranks={}, negative_ranks={})
+            >>> FRetDataset([ex], {}).to_hf()[0]
+            {'anchor': 'list files', 'positive': 'List directory contents.', 'negative': 'Copy files.'}
+        """
+        from .export import fret_to_hf
+
+        return fret_to_hf(self, query_format, provenance=provenance)
+
 
 def build_fret(
     passages: PassageSource,
@@ -80,6 +119,8 @@ def build_fret(
     output_dir: str | Path | None = None,
     overwrite: bool = False,
     scorer: LLM | None = None,
+    executor: Any = None,
+    batch: Any = False,
 ) -> FRetDataset:
     """Build an FRet dataset from unlabelled passages (Gecko's two-step distillation).
 
@@ -100,6 +141,13 @@ def build_fret(
             score query likelihood (e.g. Gemini writes the queries, a local model ranks the
             candidates). Default: the teacher, which falls back to relevance classification
             alone if it cannot score continuations.
+        executor: ``None`` or ``"local"`` runs everything in this process; ``"ray"`` or a
+            :class:`~gecko_distill.scale.RayExecutor` answers the LLM and embedding work of
+            each stage on a Ray cluster first, with the same records (``docs/scaling.md``).
+        batch: ``True`` (or a :class:`~gecko_distill.llm.batch.BatchOptions`, or a dict of its
+            fields) sends the LLM requests of generate and relabel through the provider's batch
+            API, at half price, into the LLM cache; a killed run resumes its jobs
+            (``docs/backends.md``, "Provider batch APIs"). Needs ``output_dir`` and an API backend.
 
     Returns:
         The FRet examples, a list with ``.stats``.
@@ -131,8 +179,21 @@ def build_fret(
     out = _output_folder(output_dir)
     prices = _prices()
     embedder_id = embedder_name(embedder)  # a missing model folder is an error now, not after generate
+    if executor is not None:  # the same stages; the executor answers their LLM and embedding work first
+        from ..scale import resolve_executor
+
+        scale_out = resolve_executor(executor)
+        if scale_out is not None:
+            llm, scorer, embedder = scale_out.backends(llm, scorer, embedder, out)
     started = time.perf_counter()
     corpus = load_passages(passages)
+    if batch:  # provider batch APIs (llm/batch.py): first-attempt requests go as batch jobs into the LLM cache
+        from ..llm.batch import batch_backends
+        from .generate import generation_requests
+
+        llm, scorer = batch_backends(
+            llm, scorer, out, batch, generate=lambda: generation_requests(corpus.records, config.generate)
+        )
     if out is None:
         return _build(corpus, llm, embedder, embedder_id, config, None, overwrite, scorer, prices, True, started)
     with filesystem_errors(), lock_output_folder(out) as writable:
@@ -140,21 +201,45 @@ def build_fret(
 
 
 def _build(
-    corpus, llm, embedder, embedder_id: str, config: FRetConfig, out: Path | None, overwrite: bool, scorer, prices,
-    writable: bool, started: float,
+    corpus,
+    llm,
+    embedder,
+    embedder_id: str,
+    config: FRetConfig,
+    out: Path | None,
+    overwrite: bool,
+    scorer,
+    prices,
+    writable: bool,
+    started: float,
 ) -> FRetDataset:
     """The three stages of :func:`build_fret`, its arguments checked (and its folder locked)."""
     passages_ = corpus.records
     teacher = _teacher(llm, out)
+    # language "auto" becomes the corpus's language when every passage is asked in one: the same
+    # prompts, so an English corpus matches a folder built with "en", and the manifests name it
+    config = config.model_copy(update={"generate": resolve_language(passages_, config.generate)})
+    generation_prompt = generation_prompt_id(config.generate.language)
 
-    def checkpoint(stage: str, record_type: type, key: Callable, fp: str) -> StageCheckpoint:
+    def checkpoint(stage: str, record_type: type, key: Callable, fp: str, settings: dict) -> StageCheckpoint:
         folder = out / stage if out is not None else None
-        return StageCheckpoint(stage, record_type, key, folder=folder, fingerprint=fp, overwrite=overwrite)
+        return StageCheckpoint(stage, record_type, key, folder=folder, fingerprint=fp, overwrite=overwrite, settings=settings)
 
+    # Each stage's settings: what its fingerprint covers, and those of the stages before it,
+    # readably, so that a folder refused as stale names what changed.
     corpus_fp = fingerprint([p.model_dump() for p in passages_])
-    generate_fp = fingerprint("generate", config.generate, teacher.name, corpus_fp, GENERATION_PROMPT_ID)
+    generate_fp = fingerprint("generate", config.generate, teacher.name, corpus_fp, generation_prompt)
+    generate_settings = {
+        "corpus": f"{len(passages_)} passages, fingerprint {corpus_fp[:12]}",
+        "generate": config.generate,
+        "teacher": teacher.name,
+        "generation_prompt": generation_prompt,
+    }
     generated = generate(
-        passages_, teacher, config.generate, checkpoint=checkpoint("generate", GeneratedQuery, lambda q: q.id, generate_fp)
+        passages_,
+        teacher,
+        config.generate,
+        checkpoint=checkpoint("generate", GeneratedQuery, lambda q: q.id, generate_fp, generate_settings),
     )
     if not generated.records:
         raise GeckoDistillError(f"the LLM wrote no usable query for {len(passages_)} passages; skips: {generated.skip_counts}")
@@ -168,7 +253,8 @@ def _build(
         if miner is not embedder:
             miner_id = f"round1:{identity}"
     retrieve_fp = fingerprint("retrieve", config.retrieve, miner_id, generate_fp)
-    retrieve_checkpoint = checkpoint("retrieve", RankedCandidates, lambda r: r.query.id, retrieve_fp)
+    retrieve_settings = {**generate_settings, "retrieve": config.retrieve, "miner": miner_id}
+    retrieve_checkpoint = checkpoint("retrieve", RankedCandidates, lambda r: r.query.id, retrieve_fp, retrieve_settings)
     retrieve_checkpoint.expect(q.id for q in generated.records)  # queries retried by generate are new here
     if miner is not embedder and not retrieve_checkpoint.complete:  # the base miner's seed recall, for comparison
         before = retrieve(generated.records, passages_, embedder, config.retrieve)
@@ -181,7 +267,13 @@ def _build(
     # "is not None": a CachedLLM has a length, so an empty cache is falsy
     ranker_name = ranker.name if ranker is not None else None
     relabel_fp = fingerprint("relabel", config.relabel, ranker_name, retrieve_fp, SCORING_PROMPT_ID)
-    relabel_checkpoint = checkpoint("relabel", FRetExample, lambda e: e.id, relabel_fp)
+    relabel_settings = {
+        **retrieve_settings,
+        "relabel": config.relabel,
+        "ranker": ranker_name,
+        "scoring_prompt": SCORING_PROMPT_ID,
+    }
+    relabel_checkpoint = checkpoint("relabel", FRetExample, lambda e: e.id, relabel_fp, relabel_settings)
     relabel_checkpoint.expect(r.query.id for r in retrieved.records)
     relabelled = relabel(retrieved.records, passages_, ranker, config.relabel, checkpoint=relabel_checkpoint)
 
@@ -225,9 +317,7 @@ def _check_passages(passages: Any) -> None:
     if passages is None:
         raise InputError("passages is None: pass a list of strings, Passage records or dicts, or a corpus.jsonl path")
     if isinstance(passages, (bytes, bytearray, memoryview)):
-        raise InputError(
-            f"passages is {type(passages).__name__}: pass a corpus.jsonl path (str or Path), or decoded texts"
-        )
+        raise InputError(f"passages is {type(passages).__name__}: pass a corpus.jsonl path (str or Path), or decoded texts")
 
 
 def _backend(llm: Any, role: str) -> LLM | None:
@@ -259,7 +349,9 @@ def _output_folder(output_dir: Any) -> Path | None:
             raise InputError(f"{out / name}: is a folder, but build_fret writes a file there; remove or rename it")
     for stage in _STAGES:
         if (out / stage).exists() and not (out / stage).is_dir():
-            raise InputError(f"{out / stage}: is a file, but the '{stage}' stage keeps its output in a folder there; move the file away")
+            raise InputError(
+                f"{out / stage}: is a file, but the '{stage}' stage keeps its output in a folder there; move the file away"
+            )
         for name in ("records.jsonl", "skips.jsonl", "manifest.json"):
             if (out / stage / name).is_dir():
                 raise InputError(f"{out / stage / name}: is a folder, but the '{stage}' stage keeps a file there; remove it")
@@ -318,6 +410,12 @@ def _with_costs(result, llm: LLM | None, prices: dict | None) -> dict[str, Any]:
 
     tokens = stats.get("llm_prompt_tokens", 0), stats.get("llm_completion_tokens", 0)
     stats["llm_cost_usd"] = estimate_cost(llm.name, *tokens, prices=prices)
+    batch_stats = getattr(llm, "batch_stats", None)
+    if batch_stats is not None:  # answers bought through a provider batch API, at batch prices (llm/batch.py)
+        method = "generate" if any(isinstance(r, GeneratedQuery) for r in result.records[:1]) else "score"
+        stats.update(batch_stats(method, prices))
+        if stats.get("llm_batch_cost_usd") is not None and stats["llm_cost_usd"] is not None:
+            stats["llm_cost_usd"] = round(stats["llm_cost_usd"] + stats["llm_batch_cost_usd"], 6)
     notes = list(getattr(llm, "notes", []))
     if notes:
         stats["notes"] = notes
@@ -330,6 +428,7 @@ def _write_outputs(
     write_jsonl(out / "fret.jsonl", examples)
     manifest = {
         "library_version": __version__,
+        "environment": environment_record(),  # provenance only: never in a fingerprint
         "teacher": teacher,
         "embedder": embedder,
         "config": config.model_dump(mode="json"),

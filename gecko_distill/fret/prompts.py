@@ -11,11 +11,13 @@ import random
 from pydantic import BaseModel, ConfigDict
 
 from .._io import fingerprint
+from ..text import LANGUAGES, detection_rules
 
 __all__ = [
     "FewShotExample",
     "FEW_SHOT_POOL",
     "generation_prompt",
+    "generation_prompt_id",
     "ScoringDemo",
     "ql_context",
     "rc_question",
@@ -122,17 +124,47 @@ def _block(passage: str, task: str = "", query: str = "") -> str:
     return f"Passage: {passage}\nTask: {task}\nQuery: {query}\n\n"
 
 
-def generation_prompt(passage: str, rng: random.Random, num_examples: int) -> str:
+def _language_parts(name: str) -> tuple[str, str]:
+    """The header and the line before the seed passage that ask for the task and the query in
+    another language than English. The demonstrations stay English (Gecko's multilingual FRet
+    keeps its prompt and names the passage's language); the line repeats the request next to
+    the passage, where a small model heeds it more than at the top."""
+    header = _GENERATION_HEADER.rstrip("\n") + f" Write the task and the query in {name}.\n\n"
+    return header, f"Write the task and the query for this passage in {name}.\n"
+
+
+def generation_prompt(passage: str, rng: random.Random, num_examples: int, language: str = "en") -> str:
     """The few-shot prompt for one seed passage; ``rng`` picks and orders the examples.
+
+    Args:
+        passage: The seed passage (already cut to the word budget).
+        rng: Picks and orders the demonstrations.
+        num_examples: How many demonstrations.
+        language: The language the task and query are asked in, a code of
+            :data:`~gecko_distill.text.LANGUAGES`; ``"en"`` (and ``"any"``) give the English
+            prompt, byte for byte what it was before other languages could be asked for, and
+            any other names the language in the instruction.
 
     Example:
         >>> prompt = generation_prompt("Geckos can climb glass.", random.Random(0), num_examples=2)
         >>> prompt.endswith("Passage: Geckos can climb glass.\\nTask:")
         True
+        >>> prompt = generation_prompt("壁虎能爬玻璃。", random.Random(0), num_examples=1, language="zh")
+        >>> print(prompt.split("\\n")[0])
+        For each passage, write a retrieval task and a query. The passage must answer the query, but the query must not copy the passage. Write the task and the query in Chinese.
+        >>> print(prompt[prompt.rindex("Query:"):])
+        Query: how to sort a python list in descending order
+        <BLANKLINE>
+        Write the task and the query for this passage in Chinese.
+        Passage: 壁虎能爬玻璃。
+        Task:
     """
     examples = rng.sample(FEW_SHOT_POOL, k=min(num_examples, len(FEW_SHOT_POOL)))
     shots = "".join(_block(e.passage, e.task, e.query) for e in examples)
-    return _GENERATION_HEADER + shots + _block(passage)
+    if language in ("en", "any"):
+        return _GENERATION_HEADER + shots + _block(passage)
+    header, line = _language_parts(LANGUAGES[language].name)
+    return header + shots + line + _block(passage)
 
 
 #: The relevance-classification answers whose log-odds give the RC score.
@@ -218,8 +250,28 @@ def rc_context(passage: str, task: str, query: str, demos: tuple[ScoringDemo, ..
 #: Identity of the generation prompt (header, layout, few-shot pool). It is part of the
 #: ``generate`` stage fingerprint, so editing the prompt makes saved output stale instead of
 #: silently reusing queries written with the old one.
-GENERATION_PROMPT_ID = fingerprint(_GENERATION_HEADER, _block("{passage}", "{task}", "{query}"), _block("{passage}"),
-                                   FEW_SHOT_POOL)
+GENERATION_PROMPT_ID = fingerprint(
+    _GENERATION_HEADER, _block("{passage}", "{task}", "{query}"), _block("{passage}"), FEW_SHOT_POOL
+)
+
+
+def generation_prompt_id(language: str = "en") -> str:
+    """Identity of the generation prompts for a ``GenerateConfig.language`` setting; part of the
+    ``generate`` stage fingerprint. English (and ``"any"``) keep :data:`GENERATION_PROMPT_ID`, so
+    folders built before other languages could be asked for stay valid; another language adds
+    its instruction, and ``"auto"`` the instruction and the rules that tell each passage's
+    language (:func:`~gecko_distill.text.detection_rules`).
+
+    Example:
+        >>> generation_prompt_id("en") == GENERATION_PROMPT_ID != generation_prompt_id("de") != generation_prompt_id("auto")
+        True
+    """
+    if language in ("en", "any"):
+        return GENERATION_PROMPT_ID
+    if language == "auto":
+        return fingerprint(GENERATION_PROMPT_ID, _language_parts("{language}"), detection_rules())
+    return fingerprint(GENERATION_PROMPT_ID, _language_parts(LANGUAGES[language].name))
+
 
 #: Identity of the relabelling prompts (query likelihood, relevance question and answers); part
 #: of the ``relabel`` stage fingerprint.

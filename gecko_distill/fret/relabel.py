@@ -23,6 +23,11 @@ warning when the positives concentrate far beyond the seeds.
 
 A backend that cannot score a given continuation (a chat API) falls back to RC alone, logged
 and recorded in the statistics.
+
+A backend that prefetches through a provider batch API
+(:class:`~gecko_distill.llm.batch.BatchCachedLLM`, ``build_fret(..., batch=True)``) is given
+all the stage's score requests (:func:`scoring_requests`) after the teacher check, as batch
+jobs; the chunks then find their answers in its cache.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +52,7 @@ from ..text import truncate_words, words
 from .prompts import RC_CHOICES, ScoringDemo, ql_context, rc_context, rc_question
 from .teacher_check import TeacherCheck, check_signals
 
-__all__ = ["relabel", "rank_with_ties", "reciprocal_rank_fusion", "overlapping_chunks", "scoring_demos"]
+__all__ = ["relabel", "rank_with_ties", "reciprocal_rank_fusion", "overlapping_chunks", "scoring_demos", "scoring_requests"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +125,18 @@ def relabel(
     scorer = None
     if llm is not None and config.rank_by != "seed":
         scorer = _Scorer(llm, config, scoring_demos(candidates, by_id, config))
+        if not checkpoint.complete and callable(
+            getattr(llm, "prepare_relabel", None)
+        ):  # answers the stage first (gecko_distill.scale)
+            llm.prepare_relabel([c for c in candidates if c.query.id not in checkpoint.done_ids], by_id, config, scorer.demos)
     rank_by, check, checked = config.rank_by, None, {}
     if not checkpoint.complete and rank_by == "auto" and scorer is not None:
         check, checked = _teacher_check(candidates, by_id, scorer, config)
         rank_by = check.rank_by
     guard = _NegativeGuard(config, checkpoint.records)
+    batch = None
+    if not checkpoint.complete and scorer is not None and rank_by != "seed":
+        batch = _prefetch(llm, candidates, by_id, scorer, config, skip=checkpoint.done_ids | set(checked))
     if not checkpoint.complete:
         done = checkpoint.done_ids
         with progress(total=len(candidates) - len(done), desc="relabel", unit="query") as bar:
@@ -160,11 +173,88 @@ def relabel(
     }
     if check is not None:
         stats["teacher_check"] = check.model_dump(mode="json")
+    if batch is not None:
+        stats["batch"] = batch.summary()
     return checkpoint.finish([c.query.id for c in candidates], stats, config)
 
 
 def _texts(pool: list[Candidate], by_id: dict[str, Passage], config: RelabelConfig) -> list[str]:
     return [truncate_words(by_id[c.passage_id].text, config.max_passage_words)[0] for c in pool]
+
+
+def scoring_requests(
+    candidates: Sequence[RankedCandidates],
+    passages: Sequence[Passage],
+    config: RelabelConfig | None = None,
+    *,
+    ql_available: bool = True,
+) -> list[ScoreRequest]:
+    """The score requests :func:`relabel` sends for these candidates (what a provider batch job
+    can answer ahead of the stage, see :mod:`gecko_distill.llm.batch`).
+
+    Args:
+        candidates: Output of :func:`~gecko_distill.fret.retrieve`.
+        passages: The corpus.
+        config: Stage settings (``scoring``, ``few_shot``, ``max_passage_words``).
+        ql_available: ``False`` for a backend that cannot score query likelihood: the
+            relevance-only requests relabel then falls back to.
+
+    Example:
+        >>> from gecko_distill import Candidate, GeneratedQuery, Passage, RankedCandidates
+        >>> passages = [Passage(id=c, text=f"passage {c}") for c in "abc"]
+        >>> query = GeneratedQuery(id="a#0", passage_id="a", task="find facts", query="about a")
+        >>> cands = RankedCandidates(query=query, candidates=[Candidate(passage_id=p.id, retrieval_score=0.5) for p in passages])
+        >>> requests = scoring_requests([cands], passages)
+        >>> len(requests), requests[0].continuation, requests[0].choices
+        (3, ' about a', (' Yes', ' No'))
+    """
+    config = config or RelabelConfig()
+    by_id = {p.id: p for p in passages}
+    scorer = _Scorer(None, config, scoring_demos(candidates, by_id, config))  # type: ignore[arg-type]
+    scorer.ql_available = ql_available
+    return _requests_of(candidates, by_id, scorer, config)
+
+
+def _requests_of(
+    items: Sequence[RankedCandidates], by_id: dict[str, Passage], scorer: _Scorer, config: RelabelConfig
+) -> list[ScoreRequest]:
+    """The score requests of the items that relabel scores (those with enough candidates)."""
+    out = []
+    for item in items:
+        pool = [c for c in item.candidates if c.passage_id in by_id]
+        if len(pool) >= _MIN_CANDIDATES:
+            out.extend(scorer.requests_for(item, _texts(pool, by_id, config)))
+    return out
+
+
+def _prefetch(
+    llm: LLM | None,
+    candidates: Sequence[RankedCandidates],
+    by_id: dict[str, Passage],
+    scorer: _Scorer,
+    config: RelabelConfig,
+    skip: set[str],
+) -> Any:
+    """Hand the stage's remaining score requests to a batch-prefetching backend (one with a
+    ``prefetch`` method), so that the chunks below find them in its cache. Returns its report,
+    or ``None`` for any other backend."""
+    prefetch = getattr(llm, "prefetch", None)
+    if not callable(prefetch):
+        return None
+    items = [item for item in candidates if item.query.id not in skip]
+    while True:
+        requests = _requests_of(items, by_id, scorer, config)
+        if not requests:
+            return None
+        try:
+            return prefetch("score", requests, desc="batch relabel")
+        except UnsupportedCapabilityError as exc:  # found by the online probe before any job
+            if not scorer.ql_available:
+                raise
+            logger.warning(
+                "%s cannot score query likelihood (%s); relabelling with relevance classification only", scorer.llm.name, exc
+            )
+            scorer.ql_available = False
 
 
 def _teacher_check(
@@ -173,7 +263,8 @@ def _teacher_check(
     """Score a seeded sample of queries and decide which signals ``auto`` fuses. Returns the
     check and the sampled queries' signals, which the full pass uses instead of asking again."""
     usable = [
-        item for item in candidates
+        item
+        for item in candidates
         if len([c for c in item.candidates if c.passage_id in by_id]) >= _MIN_CANDIDATES
         and any(c.passage_id == item.query.passage_id for c in item.candidates)
     ]
@@ -182,7 +273,9 @@ def _teacher_check(
     items = [usable[i] for i in sample]
     if len(items) < config.min_check_queries:
         check = TeacherCheck(
-            queries=len(items), signals={}, rank_by="rrf",
+            queries=len(items),
+            signals={},
+            rank_by="rrf",
             reason=f"{len(items)} queries are too few to check the teacher (min_check_queries={config.min_check_queries}); "
             "using the paper's RRF",
         )
@@ -407,16 +500,15 @@ def _concentration(examples: Sequence[FRetExample]) -> dict[str, object]:
         out[f"{role}_distinct"] = len(counts)
         out[f"{role}_max_uses"] = max(counts.values(), default=0)
         out[f"{role}_top1pct_share"] = round(sum(n for _, n in counts.most_common(top)) / max(len(ids), 1), 4)
-    if (
-        examples
-        and out["positives_max_uses"] >= 5
-        and out["positives_top1pct_share"] > 3 * out["seeds_top1pct_share"]
-    ):
+    if examples and out["positives_max_uses"] >= 5 and out["positives_top1pct_share"] > 3 * out["seeds_top1pct_share"]:
         logger.warning(
             "relabel: positives concentrate on few passages: %d distinct for %d queries (seeds: %d), one passage is the "
             "positive of %d queries. A hub like this usually means the teacher's signal is broken; check the teacher "
             "check in the statistics, or try --rank-by ql or a stronger teacher",
-            out["positives_distinct"], len(examples), out["seeds_distinct"], out["positives_max_uses"],
+            out["positives_distinct"],
+            len(examples),
+            out["seeds_distinct"],
+            out["positives_max_uses"],
         )
     return out
 
@@ -472,16 +564,15 @@ class _Scorer:
 
     def score(self, chunk: Sequence[RankedCandidates], texts: Sequence[list[str]]) -> list[_Signals]:
         """Signals for each query of ``chunk``, whose candidates' texts are ``texts[i]``."""
-        per_query = [
-            self._requests(item.query.task, item.query.query, t, self.demos.for_query(item.query.id))
-            for item, t in zip(chunk, texts)
-        ]
+        per_query = [self.requests_for(item, t) for item, t in zip(chunk, texts)]
         try:
             results = self.llm.score([r for requests in per_query for r in requests])
         except UnsupportedCapabilityError as exc:
             if not self.ql_available:
                 raise
-            logger.warning("%s cannot score query likelihood (%s); relabelling with relevance classification only", self.llm.name, exc)
+            logger.warning(
+                "%s cannot score query likelihood (%s); relabelling with relevance classification only", self.llm.name, exc
+            )
             self.ql_available = False
             return self.score(chunk, texts)
         self.usage.add(results)
@@ -490,6 +581,10 @@ class _Scorer:
             signals.append(self._signals(results[start : start + len(requests)]))
             start += len(requests)
         return signals
+
+    def requests_for(self, item: RankedCandidates, texts: list[str]) -> list[ScoreRequest]:
+        """The requests for one query, whose candidates' texts are ``texts``."""
+        return self._requests(item.query.task, item.query.query, texts, self.demos.for_query(item.query.id))
 
     def _signals(self, results: Sequence[Score]) -> _Signals:
         errors = [r.error for r in results if r.error]
@@ -514,7 +609,10 @@ class _Scorer:
         if self.config.scoring == "fused":
             return [
                 ScoreRequest(
-                    context=ql_context(t, task, demos, answered=True), continuation=query, suffix=rc_question(), choices=RC_CHOICES
+                    context=ql_context(t, task, demos, answered=True),
+                    continuation=query,
+                    suffix=rc_question(),
+                    choices=RC_CHOICES,
                 )
                 for t in texts
             ]

@@ -10,7 +10,9 @@ an earlier one are never candidates.
 
 The search is exact up to ``RetrieveConfig.exact_up_to`` passages and approximate (IVF, tuned
 and checked against exact search) above, in chunks of queries (:mod:`gecko_distill.fret.index`).
-Embeddings are cached on disk by embedder and text (:mod:`gecko_distill.embedder.embedding_cache`).
+Embeddings are cached on disk by embedder, backend and text
+(:mod:`gecko_distill.embedder.embedding_cache`). ``RetrieveConfig.backend`` runs the embedder on
+ONNX Runtime or OpenVINO instead of PyTorch (:mod:`gecko_distill.embedder.backends`).
 """
 
 from __future__ import annotations
@@ -167,9 +169,10 @@ def retrieve(
         One :class:`RankedCandidates` per query (candidates in retrieval order), and
         statistics: how often the embedder itself ranked the seed in the top N, how many
         passages were longer than the embedder's input limit (and so truncated by it), the
-        index used (``index``) and its recall@N against exact search
-        (``index_recall_at_n``: 1.0 for exact search; ``index_recall_queries`` queries
-        measured), and the embedding cache's hits and misses (texts).
+        backend that ran the embedder (``embed_backend``), the index used (``index``) and its
+        recall@N against exact search (``index_recall_at_n``: 1.0 for exact search;
+        ``index_recall_queries`` queries measured), and the embedding cache's hits and misses
+        (texts).
 
     Raises:
         InputError: A query names a passage id that is not in ``passages``.
@@ -195,7 +198,7 @@ def retrieve(
     done = checkpoint.done_ids
     pending = [q for q in queries if q.id not in done]
     top_n = min(config.top_n, len(unique))
-    model = load_model(embedder)
+    model = load_model(embedder, backend=config.backend)
     cache = _open_cache(embedding_cache)
     identity = embedder_identity(model) if cache is not None else None
     model_id = f"{identity}|normalized" if identity is not None else None  # retrieve always normalises
@@ -257,6 +260,7 @@ def retrieve(
         "passages_indexed": len(unique),
         "top_n": top_n,
         "input_format": input_format,
+        "embed_backend": config.backend,
         "seed_in_top_n": round(seed_retrieved / max(len(pending), 1), 4),
         "passages_truncated_by_embedder": _count_over_limit(model, documents, max_tokens),
         "index": description,

@@ -90,4 +90,6 @@ def train_miner(
 
 def round1_identity(queries: Sequence[GeneratedQuery], embedder_id: str, config: Round1Config) -> str:
     """What the round-1 miner depends on: the queries, the base embedder and the settings."""
-    return fingerprint("round1", "spread-negatives", [(q.id, q.passage_id, q.task, q.query) for q in queries], embedder_id, config)
+    return fingerprint(
+        "round1", "spread-negatives", [(q.id, q.passage_id, q.task, q.query) for q in queries], embedder_id, config
+    )

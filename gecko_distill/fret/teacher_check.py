@@ -131,9 +131,11 @@ def check_signals(
     elif useful:
         rank_by = useful[0]
         dropped = [
-            f"{n} is too weak beside it ({checks[n].seed_top1:.2f} against {checks[rank_by].seed_top1:.2f})" if n in significant
+            f"{n} is too weak beside it ({checks[n].seed_top1:.2f} against {checks[rank_by].seed_top1:.2f})"
+            if n in significant
             else f"{n} does not beat chance"
-            for n in LLM_SIGNALS if n in checks and n != rank_by
+            for n in LLM_SIGNALS
+            if n in checks and n != rank_by
         ]
         reason = f"{rank_by} beats chance (z >= {min_z:g})" + (f"; {', '.join(dropped)}, so it is dropped" if dropped else "")
     else:

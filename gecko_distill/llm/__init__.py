@@ -3,7 +3,8 @@
 Backends: local models through transformers (:class:`TransformersLLM`), Gemini
 (:class:`GeminiLLM`, ``gecko-distill[gemini]``) and OpenAI-compatible servers such as vLLM,
 Ollama, llama.cpp or OpenAI (:class:`OpenAICompatLLM`, ``gecko-distill[openai]``). The heavy
-or optional ones are imported only when used.
+or optional ones are imported only when used. :class:`BatchCachedLLM` sends requests through
+the providers' batch APIs (half price) into the cache.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ __all__ = [
     "GeminiOptions",
     "OpenAICompatLLM",
     "OpenAICompatOptions",
+    "BatchCachedLLM",
+    "BatchOptions",
 ]
 
 _LAZY = {
@@ -47,6 +50,8 @@ _LAZY = {
     "GeminiOptions": ".gemini",
     "OpenAICompatLLM": ".openai_compat",
     "OpenAICompatOptions": ".openai_compat",
+    "BatchCachedLLM": ".batch",  # provider batch APIs (build_fret(..., batch=True))
+    "BatchOptions": ".batch",
 }
 
 

@@ -125,7 +125,9 @@ class MissingCredentialsError(GeckoDistillError, ValueError):
     """No API key was given and none is set in the environment."""
 
 
-def resolve_key(api_key: str | None, api_key_env: str | None, default_envs: Sequence[str], *, what: str, required: bool = True) -> str | None:
+def resolve_key(
+    api_key: str | None, api_key_env: str | None, default_envs: Sequence[str], *, what: str, required: bool = True
+) -> str | None:
     """The API key: ``api_key`` itself, else the variable named ``api_key_env``, else the first
     of ``default_envs`` that is set.
 
@@ -204,11 +206,23 @@ _URL_REDACTOR = _URLRedactor()
 #: records, so every logger is named; names under these prefixes that already exist are
 #: covered too.
 _URL_LOGGERS = (
-    "httpx", "httpx2", "httpcore", "httpcore2", "google_genai",
-    *(f"{lib}.{part}" for lib in ("httpcore", "httpcore2")
-      for part in ("connection", "connection_pool", "http11", "http2", "proxy", "socks")),
-    "google_genai._api_client", "google_genai.models", "google_genai._common",
-    __name__, f"{__package__}.gemini", f"{__package__}.openai_compat", f"{__package__}.cache",
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "google_genai",
+    *(
+        f"{lib}.{part}"
+        for lib in ("httpcore", "httpcore2")
+        for part in ("connection", "connection_pool", "http11", "http2", "proxy", "socks")
+    ),
+    "google_genai._api_client",
+    "google_genai.models",
+    "google_genai._common",
+    __name__,
+    f"{__package__}.gemini",
+    f"{__package__}.openai_compat",
+    f"{__package__}.cache",
 )
 
 
@@ -698,7 +712,8 @@ class APIBackend:
                     "%s: a relevance answer listed none of the choices %s among its top tokens (%s): they got the "
                     "same floor log-probability, so its candidates tie on relevance; such answers are counted "
                     "in the run summary's notes",
-                    self.name, ", ".join(repr(c) for c in choices),
+                    self.name,
+                    ", ".join(repr(c) for c in choices),
                     self._runner.redact(", ".join(repr(token) for token, _ in top[:5])),
                 )
         return logprobs

@@ -29,7 +29,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,7 +39,7 @@ from pydantic import BaseModel
 from ..errors import GeckoDistillError, InputError
 from .base import LLM, Generation, GenerationRequest, Score, ScoreRequest
 
-__all__ = ["CachedLLM", "request_key"]
+__all__ = ["CachedLLM", "request_key", "insert_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,13 @@ class CachedLLM:
     @property
     def name(self) -> str:
         return self.llm.name
+
+    def load(self) -> None:
+        """Load the wrapped backend now, if it loads lazily (it has a ``load()`` method, as
+        :class:`~gecko_distill.llm.registry.LazyLLM` does); nothing otherwise."""
+        load = getattr(self.llm, "load", None)
+        if callable(load):
+            load()
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         return self._cached("generate", requests, Generation)
@@ -200,8 +207,7 @@ class CachedLLM:
         keys = [request_key(name, method, r) for r in requests]
         found = self._lookup(keys)
         results: list[_Result | None] = [
-            result_type.model_validate_json(found[k]).model_copy(update={"cached": True}) if k in found else None
-            for k in keys
+            result_type.model_validate_json(found[k]).model_copy(update={"cached": True}) if k in found else None for k in keys
         ]
         # Identical requests within one call are sent once.
         missing: dict[str, BaseModel] = {}
@@ -242,10 +248,16 @@ class CachedLLM:
         rows = [(k, a.model_dump_json(exclude={"cached"})) for k, a in answers.items()]
         db = self._db()
         with self._sqlite_errors():
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany("INSERT OR IGNORE INTO cache (key, value) VALUES (?, ?)", rows)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+            insert_rows(db, rows)
+
+
+def insert_rows(db: sqlite3.Connection, rows: Iterable[tuple[str, str]]) -> None:
+    """Add ``(key, value)`` rows to an open cache database in one transaction; a key already
+    there keeps its first answer."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany("INSERT OR IGNORE INTO cache (key, value) VALUES (?, ?)", rows)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -4,7 +4,9 @@ Prices are US dollars per million tokens. The built-in table (:data:`DEFAULT_PRI
 common API models at list price when it was written; prices change, so pass your own table
 (``prices=``) or load one from a JSON file (:func:`load_prices`) for figures you will report.
 Local backends (transformers, a local server) cost nothing per token; a model that is not in
-the table has an unknown cost (``None``), never a guessed one.
+the table has an unknown cost (``None``), never a guessed one. Answers bought through a
+provider's batch API (:mod:`gecko_distill.llm.batch`) are priced at the batch price: half the
+standard price unless the table says otherwise (``batch_input_per_mtok``, ``batch_output_per_mtok``).
 
 Backend names have the form ``<provider>:<model>[#<options>]`` (e.g. ``"gemini:gemini-2.5-flash"``,
 ``"openai:gpt-4o-mini"``, ``"vllm:Qwen/Qwen2.5-7B-Instruct#api=chat"``); prices are looked up
@@ -24,6 +26,7 @@ from .base import Generation, Score
 
 __all__ = [
     "ModelPrice",
+    "BATCH_DISCOUNT",
     "DEFAULT_PRICES",
     "FREE_PROVIDERS",
     "estimate_cost",
@@ -42,16 +45,34 @@ class ModelPrice(BaseModel):
     Attributes:
         input_per_mtok: Price of a million prompt tokens.
         output_per_mtok: Price of a million completion tokens (thinking tokens included).
+        batch_input_per_mtok: Price of a million prompt tokens sent through the provider's
+            batch API; ``None``: half of ``input_per_mtok`` (the Gemini and OpenAI batch discount).
+        batch_output_per_mtok: The same for completion tokens; ``None``: half of ``output_per_mtok``.
 
     Example:
-        >>> ModelPrice(input_per_mtok=0.3, output_per_mtok=2.5).output_per_mtok
-        2.5
+        >>> price = ModelPrice(input_per_mtok=0.3, output_per_mtok=2.5)
+        >>> price.output_per_mtok, price.batch_prices()
+        (2.5, (0.15, 1.25))
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
+    batch_input_per_mtok: float | None = Field(default=None, ge=0)
+    batch_output_per_mtok: float | None = Field(default=None, ge=0)
+
+    def batch_prices(self) -> tuple[float, float]:
+        """(input, output) price per million tokens through the batch API."""
+        return (
+            self.input_per_mtok * BATCH_DISCOUNT if self.batch_input_per_mtok is None else self.batch_input_per_mtok,
+            self.output_per_mtok * BATCH_DISCOUNT if self.batch_output_per_mtok is None else self.batch_output_per_mtok,
+        )
+
+
+#: Share of the standard price that a batch-API token costs when the table gives no batch
+#: price (Gemini and OpenAI both charge half).
+BATCH_DISCOUNT = 0.5
 
 
 #: List prices (USD per million tokens, standard tier, prompts under 200k tokens), 2025.
@@ -94,6 +115,8 @@ def estimate_cost(
     prompt_tokens: int,
     completion_tokens: int,
     prices: Mapping[str, ModelPrice | Mapping[str, float]] | None = None,
+    *,
+    batch: bool = False,
 ) -> float | None:
     """Estimated cost in US dollars of the given token counts, or ``None`` when unknown.
 
@@ -104,6 +127,8 @@ def estimate_cost(
         prices: Price table; default :data:`DEFAULT_PRICES`. Keys are model names or prefixes
             (the longest match wins) or a whole backend name; values are :class:`ModelPrice`
             or ``{"input_per_mtok": .., "output_per_mtok": ..}``.
+        batch: The tokens went through the provider's batch API: priced at the batch price
+            (:meth:`ModelPrice.batch_prices`).
 
     Returns:
         Dollars; ``0.0`` for local backends (:data:`FREE_PROVIDERS`) that are not in the
@@ -112,6 +137,8 @@ def estimate_cost(
     Example:
         >>> estimate_cost("gemini:gemini-2.5-flash", 1_000_000, 100_000)
         0.55
+        >>> estimate_cost("gemini:gemini-2.5-flash", 1_000_000, 100_000, batch=True)
+        0.275
         >>> estimate_cost("transformers:gemma-3-270m-q4_k_m.gguf@abc", 10**6, 10**6)
         0.0
         >>> estimate_cost("openai:my-finetune", 1000, 10) is None
@@ -125,7 +152,8 @@ def estimate_cost(
     if price is None:
         return 0.0 if provider in FREE_PROVIDERS else None
     price = price if isinstance(price, ModelPrice) else ModelPrice.model_validate(price)
-    cost = (prompt_tokens * price.input_per_mtok + completion_tokens * price.output_per_mtok) / 1e6
+    per_input, per_output = price.batch_prices() if batch else (price.input_per_mtok, price.output_per_mtok)
+    cost = (prompt_tokens * per_input + completion_tokens * per_output) / 1e6
     return round(cost, 6)
 
 

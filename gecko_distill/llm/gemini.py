@@ -14,6 +14,9 @@
   :meth:`GeminiLLM.score` raises :class:`~gecko_distill.llm.UnsupportedCapabilityError` before
   sending anything.
 
+* **Batch jobs** (:mod:`gecko_distill.llm.batch`, ``batch=True``): generation requests go to
+  ``client.batches.create`` as inline requests, at half price; scoring stays online.
+
 The API key comes from ``api_key``, the environment variable named by ``api_key_env``, or
 ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``. It is sent in a header only: never in the backend's
 ``name``, its config, a log line or an error text.
@@ -26,7 +29,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -64,6 +67,16 @@ KEY_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 #: probability 1/k + (1 - 1/k) × weight and the others share the rest.
 GRADED_LEVELS: dict[str, float] = {"certain": 0.9, "likely": 0.5, "unsure": 0.0}
 
+#: Batch job states (``JobState``) as :class:`~gecko_distill.llm.batch.BatchStatus` states.
+_BATCH_STATES = {
+    "JOB_STATE_SUCCEEDED": "succeeded",
+    "JOB_STATE_PARTIALLY_SUCCEEDED": "succeeded",
+    "JOB_STATE_FAILED": "failed",
+    "JOB_STATE_EXPIRED": "expired",
+    "JOB_STATE_CANCELLED": "cancelled",
+    "JOB_STATE_PENDING": "pending",
+    "JOB_STATE_QUEUED": "pending",
+}
 _BLOCKED_FINISH = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "MODEL_ARMOR"}
 _LOGPROBS_REFUSED = re.compile(r"logprob", re.IGNORECASE)
 _SAFETY_CATEGORIES = (
@@ -218,7 +231,11 @@ class GeminiLLM(APIBackend):
         return self._runner.run(jobs)
 
     async def _generate_one(self, request: GenerationRequest) -> Answer[Generation]:
-        types = self._types
+        response = await self._call(request.prompt, self._generation_config(request))
+        return self._generation_of(request, response)
+
+    def _generation_config(self, request: GenerationRequest) -> Any:
+        """The ``GenerateContentConfig`` of a generation request (online and in batch jobs)."""
         config: dict[str, Any] = {
             "temperature": request.temperature,
             "max_output_tokens": request.max_new_tokens,
@@ -232,17 +249,27 @@ class GeminiLLM(APIBackend):
         schema = self.options.response_schema
         if schema is not None:
             config.update(response_mime_type="application/json", response_schema=schema)
-        response = await self._call(request.prompt, types.GenerateContentConfig(**config))
+        return self._types.GenerateContentConfig(**config)
+
+    def _generation_of(self, request: GenerationRequest, response: Any) -> Answer[Generation]:
+        """The generation in a ``GenerateContentResponse``; raises :class:`RequestFailure`."""
         text = _text_of(response)
         for stop in request.stop:
             text = text.split(stop, 1)[0]
+        schema = self.options.response_schema
         if schema is not None:
             try:
                 schema.model_validate_json(text)
             except ValidationError as exc:
-                raise RequestFailure("invalid_output", f"not a valid {schema.__name__}: {exc.errors()[0]['msg']}", retryable=False) from None
+                raise RequestFailure(
+                    "invalid_output", f"not a valid {schema.__name__}: {exc.errors()[0]['msg']}", retryable=False
+                ) from None
         prompt_tokens, completion_tokens = _tokens(response)
-        return Answer(Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens), prompt_tokens, completion_tokens)
+        return Answer(
+            Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+            prompt_tokens,
+            completion_tokens,
+        )
 
     # -- scoring -------------------------------------------------------------------------
     def iter_score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, Score]]:
@@ -261,7 +288,11 @@ class GeminiLLM(APIBackend):
         if self._logprobs is False and self.options.relevance == "logprobs":
             raise UnsupportedCapabilityError(f"{self.name} gives no logprobs: {self._no_logprobs_reason}")
         jobs = [
-            Job(call=lambda r=r: self._score_one(r), fail=lambda error: Score(error=error), tokens=estimate_tokens(r.context + r.suffix, 1))
+            Job(
+                call=lambda r=r: self._score_one(r),
+                fail=lambda error: Score(error=error),
+                tokens=estimate_tokens(r.context + r.suffix, 1),
+            )
             for r in requests
         ]
         return self._probe_then_rest(jobs)
@@ -328,8 +359,7 @@ class GeminiLLM(APIBackend):
             "required": ["answer", "confidence"],
         }
         instruction = (
-            f"\n\nAnswer with one of: {', '.join(labels)}; and say how sure you are: "
-            f"{', '.join(GRADED_LEVELS)}. Reply with JSON."
+            f"\n\nAnswer with one of: {', '.join(labels)}; and say how sure you are: {', '.join(GRADED_LEVELS)}. Reply with JSON."
         )
         config = self._types.GenerateContentConfig(
             temperature=0.0,
@@ -365,6 +395,77 @@ class GeminiLLM(APIBackend):
         )
         self._note(note)
 
+    # -- batch API (gecko_distill.llm.batch) ------------------------------------------------
+    #: Inline requests per batch job, and their size (the API takes up to 20 MB inline).
+    BATCH_MAX_REQUESTS = 10_000
+    BATCH_MAX_BYTES = 15_000_000
+
+    def batch_route(self, method: str, request: Any) -> str | None:
+        """``"generateContent"`` for generation; ``""`` (not batched) for scoring: query
+        likelihood is not available from Gemini at all, and whether a model gives relevance
+        logprobs (or needs graded labels) is found out online, item by item."""
+        return "generateContent" if method == "generate" else ""
+
+    def batch_limits(self) -> tuple[int, int]:
+        return self.BATCH_MAX_REQUESTS, self.BATCH_MAX_BYTES
+
+    def batch_submit(self, method: str, route: str, items: Sequence[tuple[str, Any]], label: str) -> str:
+        """``client.batches.create`` with inline requests; each carries its cache key as metadata."""
+        types = self._types
+        inlined = [
+            types.InlinedRequest(contents=request.prompt, config=self._generation_config(request), metadata={"key": key})
+            for key, request in items
+        ]
+        config = types.CreateBatchJobConfig(display_name=label)
+        job = self._batch_api(lambda: self._client.batches.create(model=self.model, src=inlined, config=config))
+        return str(job.name)
+
+    def batch_find(self, label: str) -> str | None:
+        jobs = self._batch_api(lambda: list(self._client.batches.list(config={"page_size": 100})))
+        return next((str(job.name) for job in jobs if job.display_name == label), None)
+
+    def batch_status(self, name: str) -> Any:
+        from .batch import BatchStatus
+
+        job = self._batch_api(lambda: self._client.batches.get(name=name))
+        error = getattr(job, "error", None)
+        message = self._runner.redact(str(error.message or "")) if error is not None else ""
+        return BatchStatus(state=_BATCH_STATES.get(_enum_name(job.state), "running"), message=message)
+
+    def batch_results(self, name: str, method: str, requests: Mapping[str, Any]) -> dict[str, Generation]:
+        """The answers of a finished job by cache key (read from each answer's metadata, else
+        from its position); an item the job could not answer has ``error`` set."""
+        job = self._batch_api(lambda: self._client.batches.get(name=name))
+        responses = (job.dest.inlined_responses if job.dest is not None else None) or []
+        keys = list(requests)
+        out: dict[str, Generation] = {}
+        for index, item in enumerate(responses):
+            key = (item.metadata or {}).get("key") or (keys[index] if index < len(keys) else None)
+            request = requests.get(key) if key else None
+            if request is None:
+                continue
+            if item.error is not None:
+                detail = f"code {item.error.code}: {item.error.message or 'no message'}"
+                out[key] = Generation(error=self._runner.redact(f"batch_item_error: {detail}"))
+            elif item.response is not None:
+                try:
+                    out[key] = self._generation_of(request, item.response).result
+                except RequestFailure as exc:
+                    out[key] = Generation(error=self._runner.redact(f"{exc.reason}: {exc.detail}"))
+        return out
+
+    def _batch_api(self, call: Any) -> Any:
+        """A synchronous batch API call; failures become :class:`RequestFailure`."""
+        try:
+            return call()
+        except self._errors.APIError as exc:
+            raise status_failure(exc.code or 0, self._runner.redact(exc.message or str(exc)), _retry_after(exc)) from None
+        except Exception as exc:
+            failure = transport_failure(exc)
+            if failure is None:
+                raise
+            raise failure from None
+
     # -- shared --------------------------------------------------------------------------
     def _answer_budget(self, answer_tokens: int) -> int:
         """Output tokens for a short answer: thinking tokens count against the same budget."""
@@ -377,9 +478,7 @@ class GeminiLLM(APIBackend):
         if self.options.thinking_budget is not None:
             config["thinking_config"] = types.ThinkingConfig(thinking_budget=self.options.thinking_budget)
         if self.options.safety == "off":
-            config["safety_settings"] = [
-                types.SafetySetting(category=c, threshold="BLOCK_NONE") for c in _SAFETY_CATEGORIES
-            ]
+            config["safety_settings"] = [types.SafetySetting(category=c, threshold="BLOCK_NONE") for c in _SAFETY_CATEGORIES]
         return config
 
     async def _call(self, prompt: str, config: Any) -> Any:

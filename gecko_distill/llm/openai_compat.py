@@ -15,7 +15,12 @@ when it is installed).
 * **Relevance classification** (empty ``continuation``, with ``choices``): the top
   log-probabilities of a one-token completion, on the same API as generation.
 
-Every request goes through :class:`~gecko_distill.llm._http.AsyncRunner`: bounded concurrency,
+* **Batch jobs** (:mod:`gecko_distill.llm.batch`, ``batch=True``): the requests are uploaded
+  as a JSONL file (``/v1/files``) and run as a job (``/v1/batches``), at half price on OpenAI;
+  generation, query likelihood and relevance all go in batches (scoring once the server has
+  shown online that it gives log-probabilities).
+
+Every online request goes through :class:`~gecko_distill.llm._http.AsyncRunner`: bounded concurrency,
 request and token rate limits, retries with backoff that honour ``Retry-After``, and one
 failed item becomes one result with ``error`` set. The API key is sent only in the
 ``Authorization`` header; it is never part of ``name``, the config, logs or error texts.
@@ -23,10 +28,11 @@ failed item becomes one result with ``error`` set. The API key is sent only in t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
@@ -66,7 +72,12 @@ PROVIDERS: dict[str, dict[str, Any]] = {
     "openai": {"base_url": "https://api.openai.com/v1", "key_envs": ("OPENAI_API_KEY",), "key_required": True, "api": "chat"},
     "vllm": {"base_url": "http://localhost:8000/v1", "key_envs": ("VLLM_API_KEY",), "key_required": False, "api": "completions"},
     "ollama": {"base_url": "http://localhost:11434/v1", "key_envs": (), "key_required": False, "api": "chat"},
-    "llamacpp": {"base_url": "http://localhost:8080/v1", "key_envs": ("LLAMA_API_KEY",), "key_required": False, "api": "completions"},
+    "llamacpp": {
+        "base_url": "http://localhost:8080/v1",
+        "key_envs": ("LLAMA_API_KEY",),
+        "key_required": False,
+        "api": "completions",
+    },
 }
 
 _UNSUPPORTED_HINT = re.compile(r"echo|logprob|not supported|unsupported|completions endpoint", re.IGNORECASE)
@@ -204,6 +215,10 @@ class OpenAICompatLLM(APIBackend):
         return self._runner.run(jobs)
 
     async def _generate_one(self, request: GenerationRequest) -> Answer[Generation]:
+        data = await self._complete(request.prompt, self._generation_payload(request), api=self.api)
+        return self._generation_of(request, data)
+
+    def _generation_payload(self, request: GenerationRequest) -> dict[str, Any]:
         payload: dict[str, Any] = {
             self.options.max_tokens_field: request.max_new_tokens,
             "temperature": request.temperature,
@@ -212,13 +227,20 @@ class OpenAICompatLLM(APIBackend):
             payload["stop"] = list(request.stop[:4])  # OpenAI takes at most four
         if request.temperature > 0 and self.options.seed:
             payload["seed"] = sample_seed(request.prompt, request.sample_index)
-        data = await self._complete(request.prompt, payload, api=self.api)
+        return payload
+
+    def _generation_of(self, request: GenerationRequest, data: dict[str, Any]) -> Answer[Generation]:
+        """The generation in a response body; raises :class:`RequestFailure`."""
         choice = _first_choice(data)
         text = _choice_text(choice, self.api)
         for stop in request.stop:
             text = text.split(stop, 1)[0]
         prompt_tokens, completion_tokens = _usage_of(data)
-        return Answer(Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens), prompt_tokens, completion_tokens)
+        return Answer(
+            Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+            prompt_tokens,
+            completion_tokens,
+        )
 
     # -- scoring -------------------------------------------------------------------------
     def iter_score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, Score]]:
@@ -232,7 +254,11 @@ class OpenAICompatLLM(APIBackend):
         if needs_ql and self._ql is False:
             raise UnsupportedCapabilityError(f"{self.name} cannot score a given continuation: {self._ql_reason}")
         jobs = [
-            Job(call=lambda r=r: self._score_one(r), fail=lambda error: Score(error=error), tokens=estimate_tokens(r.context + r.continuation + r.suffix, 1))
+            Job(
+                call=lambda r=r: self._score_one(r),
+                fail=lambda error: Score(error=error),
+                tokens=estimate_tokens(r.context + r.continuation + r.suffix, 1),
+            )
             for r in requests
         ]
         unknown = (needs_ql and self._ql is None) or (any(r.choices for r in requests) and self._rc is None)
@@ -253,15 +279,28 @@ class OpenAICompatLLM(APIBackend):
 
     async def _score_echo(self, request: ScoreRequest) -> Answer[Score]:
         prompt = request.context + request.continuation + request.suffix
-        payload = {"max_tokens": 1, "temperature": 0.0, "echo": True,
-                   "logprobs": self.options.top_logprobs if request.choices else 1}
         try:
-            data = await self._complete(prompt, payload, api="completions", probing=self._ql is None)
-            logprob, num_tokens, next_top = _echo_logprobs(_first_choice(data), prompt, request)
+            data = await self._complete(prompt, self._echo_payload(request), api="completions", probing=self._ql is None)
+            answer = self._echo_score_of(request, data)
         except _Unsupported as exc:
             self._mark_no_ql(str(exc))
             raise UnsupportedCapabilityError(f"{self.name} cannot score a given continuation: {self._ql_reason}") from None
         self._ql = True
+        return answer
+
+    def _echo_payload(self, request: ScoreRequest) -> dict[str, Any]:
+        return {
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "echo": True,
+            "logprobs": self.options.top_logprobs if request.choices else 1,
+        }
+
+    def _echo_score_of(self, request: ScoreRequest, data: dict[str, Any]) -> Answer[Score]:
+        """Query likelihood (and choices) from an echo response; raises :class:`RequestFailure`
+        or ``_Unsupported``."""
+        prompt = request.context + request.continuation + request.suffix
+        logprob, num_tokens, next_top = _echo_logprobs(_first_choice(data), prompt, request)
         choices: tuple[float, ...] = ()
         if request.choices:
             if not next_top:
@@ -274,16 +313,23 @@ class OpenAICompatLLM(APIBackend):
 
     async def _score_choices(self, request: ScoreRequest) -> Answer[Score]:
         prompt = request.context + request.suffix
-        k = self.options.top_logprobs
-        payload: dict[str, Any] = {self.options.max_tokens_field if self.api == "chat" else "max_tokens": 1, "temperature": 0.0}
-        payload.update({"logprobs": True, "top_logprobs": k} if self.api == "chat" else {"logprobs": k})
         try:
-            data = await self._complete(prompt, payload, api=self.api, probing=self._rc is None)
-            top = _next_token_top(_first_choice(data), self.api)
+            data = await self._complete(prompt, self._choices_payload(), api=self.api, probing=self._rc is None)
+            answer = self._choices_score_of(request, data)
         except _Unsupported as exc:
             self._rc = False
             raise UnsupportedCapabilityError(f"{self.name} gives no token log-probabilities: {exc}") from None
         self._rc = True
+        return answer
+
+    def _choices_payload(self) -> dict[str, Any]:
+        k = self.options.top_logprobs
+        payload: dict[str, Any] = {self.options.max_tokens_field if self.api == "chat" else "max_tokens": 1, "temperature": 0.0}
+        payload.update({"logprobs": True, "top_logprobs": k} if self.api == "chat" else {"logprobs": k})
+        return payload
+
+    def _choices_score_of(self, request: ScoreRequest, data: dict[str, Any]) -> Answer[Score]:
+        top = _next_token_top(_first_choice(data), self.api)
         prompt_tokens, completion_tokens = _usage_of(data)
         score = Score(choice_logprobs=self._choice_logprobs(request.choices, top), prompt_tokens=prompt_tokens)
         return Answer(score, prompt_tokens, completion_tokens)
@@ -294,14 +340,176 @@ class OpenAICompatLLM(APIBackend):
         note = f"{self.name}: no query likelihood ({self._ql_reason}); the server cannot echo prompt log-probabilities"
         self._note(note)
 
+    # -- batch API (gecko_distill.llm.batch) ------------------------------------------------
+    #: Requests per batch job and the size of its input file (OpenAI: 50,000 and 200 MB).
+    BATCH_MAX_REQUESTS = 50_000
+    BATCH_MAX_BYTES = 190_000_000
+    #: Batch states (``status``) as :class:`~gecko_distill.llm.batch.BatchStatus` states.
+    _BATCH_STATES = {
+        "validating": "pending",
+        "in_progress": "running",
+        "finalizing": "running",
+        "cancelling": "running",
+        "completed": "succeeded",
+        "failed": "failed",
+        "expired": "expired",
+        "cancelled": "cancelled",
+    }
+
+    def batch_route(self, method: str, request: Any) -> str | None:
+        """The endpoint of a request in a batch job: ``"chat"`` or ``"completions"``.
+
+        Generation uses the backend's API. Query likelihood (``echo``) and relevance
+        (``logprobs``) go in batches once the server has shown online that it gives them
+        (``None`` until then: one request is sent online first); a server that does not give
+        them gets no such requests (``""``), as online.
+        """
+        if method == "generate":
+            return self.api
+        if request.continuation:
+            return None if self._ql is None else ("completions" if self._ql else "")
+        if request.choices:
+            return None if self._rc is None else (self.api if self._rc else "")
+        return ""  # nothing to ask the server
+
+    def batch_limits(self) -> tuple[int, int]:
+        return self.BATCH_MAX_REQUESTS, self.BATCH_MAX_BYTES
+
+    def _batch_line(self, key: str, method: str, route: str, request: Any) -> dict[str, Any]:
+        if method == "generate":
+            path, body = self._body(request.prompt, self._generation_payload(request), route)
+        elif request.continuation:
+            path, body = self._body(
+                request.context + request.continuation + request.suffix, self._echo_payload(request), "completions"
+            )
+        else:
+            path, body = self._body(request.context + request.suffix, self._choices_payload(), route)
+        return {"custom_id": key, "method": "POST", "url": "/v1" + path, "body": body}
+
+    def batch_submit(self, method: str, route: str, items: Sequence[tuple[str, Any]], label: str) -> str:
+        """Upload the requests as a JSONL file (``/files``, purpose ``batch``), then create the
+        job (``/batches``) with ``label`` in its metadata. Each line's ``custom_id`` is its cache key."""
+        lines = "".join(json.dumps(self._batch_line(key, method, route, r), ensure_ascii=False) + "\n" for key, r in items)
+        uploaded = self._batch_http(
+            "POST",
+            "/files",
+            data={"purpose": "batch"},
+            files={"file": (f"{label}.jsonl", lines.encode("utf-8"), "application/jsonl")},
+        )
+        endpoint = "/v1/chat/completions" if route == "chat" else "/v1/completions"
+        job = self._batch_http(
+            "POST",
+            "/batches",
+            json={
+                "input_file_id": uploaded["id"],
+                "endpoint": endpoint,
+                "completion_window": "24h",
+                "metadata": {"gecko_distill_label": label},
+            },
+        )
+        return str(job["id"])
+
+    def batch_find(self, label: str) -> str | None:
+        after: str | None = None
+        while True:
+            page = self._batch_http("GET", "/batches", params={"limit": 100, **({"after": after} if after else {})})
+            for job in page.get("data") or []:
+                if (job.get("metadata") or {}).get("gecko_distill_label") == label:
+                    return str(job["id"])
+            if not page.get("has_more") or not page.get("data"):
+                return None
+            after = page["data"][-1]["id"]
+
+    def batch_status(self, name: str) -> Any:
+        from .batch import BatchStatus
+
+        job = self._batch_http("GET", f"/batches/{name}")
+        counts = job.get("request_counts") or {}
+        errors = ((job.get("errors") or {}).get("data") or []) if isinstance(job.get("errors"), dict) else []
+        message = "; ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict))[:300]
+        return BatchStatus(
+            state=self._BATCH_STATES.get(str(job.get("status")), "running"),
+            completed=(counts.get("completed") or 0) + (counts.get("failed") or 0) if counts else None,
+            total=counts.get("total"),
+            message=self._runner.redact(message),
+        )
+
+    def batch_results(self, name: str, method: str, requests: Mapping[str, Any]) -> dict[str, Any]:
+        """The answers of a finished job by cache key, from its output and error files (an
+        expired or cancelled job keeps the answers it had finished)."""
+        job = self._batch_http("GET", f"/batches/{name}")
+        out: dict[str, Any] = {}
+        for file_id in (job.get("output_file_id"), job.get("error_file_id")):
+            if not file_id:
+                continue
+            for line in self._batch_http("GET", f"/files/{file_id}/content", raw=True).splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    logger.warning("%s: batch %s: an output line is not JSON: %r", self.name, name, line[:80])
+                    continue
+                key = item.get("custom_id")
+                if key in requests and key not in out:
+                    out[key] = self._batch_answer(method, requests[key], item)
+        return out
+
+    def _batch_answer(self, method: str, request: Any, item: dict[str, Any]) -> Any:
+        """One output line as a result (with ``error`` set when the item failed)."""
+        fail = Generation if method == "generate" else Score
+        response, error = item.get("response") or {}, item.get("error")
+        status, body = response.get("status_code"), response.get("body")
+        try:
+            if error:
+                raise RequestFailure(
+                    str(error.get("code") or "batch_item_error"), str(error.get("message") or error), retryable=True
+                )
+            if status != 200 or not isinstance(body, dict):
+                message = ((body or {}).get("error") or {}).get("message", "") if isinstance(body, dict) else str(body)[:200]
+                if status == 400 and _SAFETY_HINT.search(message or ""):
+                    raise RequestFailure("safety_blocked", message, retryable=False)
+                raise status_failure(int(status or 0), message or "no message")
+            if method == "generate":
+                return self._generation_of(request, body).result
+            if request.continuation:
+                return self._echo_score_of(request, body).result
+            return self._choices_score_of(request, body).result
+        except RequestFailure as exc:
+            return fail(error=self._runner.redact(f"{exc.reason}: {exc.detail}"))
+        except _Unsupported as exc:
+            return fail(error=self._runner.redact(f"unsupported: {exc}"))
+
+    def _batch_http(self, verb: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
+        """One synchronous call of the files or batches API; failures become :class:`RequestFailure`."""
+        try:
+            with self._httpx.Client(timeout=max(self.options.timeout_s, 120.0)) as client:
+                response = client.request(verb, self.base_url + path, headers=self._headers, **kwargs)
+                content = response.content
+        except Exception as exc:
+            failure = transport_failure(exc)
+            if failure is None:
+                raise
+            raise failure from None
+        if response.status_code != 200:
+            raise self._status_failure(response, probing=False)
+        if raw:
+            return content.decode("utf-8", errors="replace")
+        return _json_object(content)
+
     # -- HTTP ----------------------------------------------------------------------------
     async def _complete(self, prompt: str, payload: dict[str, Any], *, api: str, probing: bool = False) -> dict[str, Any]:
+        path, body = self._body(prompt, payload, api)
+        return await self._post(path, body, probing=probing)
+
+    def _body(self, prompt: str, payload: dict[str, Any], api: str) -> tuple[str, dict[str, Any]]:
+        """The path (below the base URL) and JSON body of a completion request."""
         body = {"model": self.model, **self.options.extra_body, **payload}
         if api == "chat":
             body["messages"] = [{"role": "user", "content": prompt}]
-            return await self._post("/chat/completions", body, probing=probing)
+            return "/chat/completions", body
         body["prompt"] = prompt
-        return await self._post("/completions", body, probing=probing)
+        return "/completions", body
 
     async def _post(self, path: str, body: dict[str, Any], *, probing: bool) -> dict[str, Any]:
         client = self._client()
@@ -315,13 +523,7 @@ class OpenAICompatLLM(APIBackend):
             raise failure from None
         if response.status_code != 200:
             raise self._status_failure(response, probing=probing)
-        try:
-            data = response.json()
-        except ValueError:
-            raise RequestFailure("bad_response", f"the body is not JSON: {raw[:80]!r}", retryable=True) from None
-        if not isinstance(data, dict):
-            raise RequestFailure("bad_response", f"the body is not a JSON object: {raw[:80]!r}", retryable=True)
-        return data
+        return _json_object(raw)
 
     def _status_failure(self, response: Any, *, probing: bool) -> Exception:
         status = response.status_code
@@ -376,13 +578,13 @@ def _first_choice(data: dict[str, Any]) -> dict[str, Any]:
 def _choice_text(choice: dict[str, Any], api: str) -> str:
     text = (choice.get("message") or {}).get("content") if api == "chat" else choice.get("text")
     if not isinstance(text, str):
-        raise RequestFailure("missing_field", f"the choice has no {'message content' if api == 'chat' else 'text'}", retryable=False)
+        raise RequestFailure(
+            "missing_field", f"the choice has no {'message content' if api == 'chat' else 'text'}", retryable=False
+        )
     return text
 
 
-def _echo_logprobs(
-    choice: dict[str, Any], prompt: str, request: ScoreRequest
-) -> tuple[float, int, list[tuple[str, float]]]:
+def _echo_logprobs(choice: dict[str, Any], prompt: str, request: ScoreRequest) -> tuple[float, int, list[tuple[str, float]]]:
     """(continuation logprob, its token count, top candidates of the next token) from an echo."""
     lp = choice.get("logprobs")
     if not isinstance(lp, dict):
@@ -433,3 +635,13 @@ def _error_message(response: Any) -> str:
         pass
     return (response.text or response.reason_phrase or "")[:300]
 
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """A response body that must be a JSON object; anything else is a retryable ``bad_response``."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise RequestFailure("bad_response", f"the body is not JSON: {body[:80]!r}", retryable=True) from None
+    if not isinstance(data, dict):
+        raise RequestFailure("bad_response", f"the body is not a JSON object: {body[:80]!r}", retryable=True)
+    return data

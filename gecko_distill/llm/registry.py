@@ -173,6 +173,11 @@ class LazyLLM:
         """Whether generation prompts are wrapped in the chat template (as ``TransformersLLM.chat``)."""
         return self._chat
 
+    def load(self) -> None:
+        """Load the model now (a no-op once loaded), e.g. so that loading is over before a
+        progress bar opens; otherwise the first request loads it."""
+        self._model()
+
     def _model(self) -> LLM:
         if self._llm is None:
             self._llm = get_llm(self._registry_name, **self._options)

@@ -158,9 +158,7 @@ class TransformersLLM:
     def _fits_scoring(self, lengths: list[int]) -> bool:
         """Within budget, and within the attention window unless all rows have the same
         length (so that padding never changes a score)."""
-        return self._within(lengths, padding=self.max_padding) and (
-            max(lengths) <= self._window or min(lengths) == max(lengths)
-        )
+        return self._within(lengths, padding=self.max_padding) and (max(lengths) <= self._window or min(lengths) == max(lengths))
 
     def _fits_generation(self, lengths: list[int]) -> bool:
         """Decoding reads every weight once per step whatever the batch, so on a CPU it is
@@ -304,9 +302,7 @@ class TransformersLLM:
                 logprob = float((picked - logprobs_norm[start : start + n_cont]).sum()) if n_cont else 0.0
                 last = start + n_cont
                 choice_lp = tuple(float(logits[last, c] - logprobs_norm[last]) for c in it["choices"])
-                scores.append(
-                    Score(logprob=logprob, num_tokens=n_cont, choice_logprobs=choice_lp, prompt_tokens=len(it["ids"]))
-                )
+                scores.append(Score(logprob=logprob, num_tokens=n_cont, choice_logprobs=choice_lp, prompt_tokens=len(it["ids"])))
         return scores
 
     def _head(self, hidden):
@@ -466,10 +462,13 @@ def _dequantised(gguf_path: Path, cache_root: Path, dtype: str = "float32") -> s
         return str(folder)
     transformers = require("transformers", "gecko-distill")
     if dtype == "float32":
+        from .._quiet import muted_tqdm
+
         require("gguf", "gecko-distill[offline]")
         logger.info("dequantising %s once (about a minute); cached in %s", gguf_path.name, folder)
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        with muted_tqdm("transformers.modeling_gguf_pytorch_utils"):  # its per-tensor bar: no library switch reaches it
+            model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
         # The weights are plain tensors now; drop the GGUF marker that blocks save_pretrained.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
