@@ -23,7 +23,7 @@ made the same way (query: the first sentence; positive: the rest; negative: anot
 so that training is timed without a teacher run.
 
     nice -n 10 python bench/pipeline.py --quick        # smoke run, about 2 minutes on 2 cores
-    nice -n 10 python bench/pipeline.py                # about 15 minutes on 2 cores
+    nice -n 10 python bench/pipeline.py                # about 25 minutes on 2 idle cores (training: 15)
     python bench/pipeline.py --sections embedder       # one section
 
 Backends that are not installed are reported as skipped (``pip install 'gecko-distill[onnx]'``,
@@ -68,7 +68,7 @@ SIZES = {
     "embed_passages": (512, 64),
     "embed_rounds": (3, 2),  # timed passes per backend, interleaved; the median counts
     "train_examples": (512, 64),
-    "train_steps": (24, 4),
+    "train_steps": (10, 4),  # 6 timed runs (3 variants, the best of 2): about 3 minutes each on 2 cores
     "train_batch": (32, 8),
 }
 SECTIONS = ("teacher", "embedder", "training")

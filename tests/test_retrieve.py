@@ -84,3 +84,29 @@ def test_approximate_index_keeps_the_seed_and_reports_recall(pydoc_passages, emb
     for record in result.records:
         ids = [c.passage_id for c in record.candidates]
         assert stand_in[record.query.passage_id] in ids and len(ids) == len(set(ids)) == 5
+
+
+def test_a_hub_id_embedder_is_downloaded_unless_offline(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from gecko_distill.errors import InputError
+    from gecko_distill.fret.retrieve import embedder_name
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    calls = []
+
+    def snapshot_download(repo, local_files_only=False):
+        calls.append((repo, local_files_only))
+        if local_files_only or repo != "acme/embedder":
+            raise OSError("not cached")
+        return str(tmp_path)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert embedder_name("acme/embedder").startswith(str(tmp_path.resolve()))
+    assert ("acme/embedder", False) in calls
+    calls.clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError, match="acme/embedder: embedder not found"):
+        embedder_name("acme/embedder")
+    assert all(local for _, local in calls)  # offline: the cache only

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,7 +81,7 @@ def embedder_name(embedder: Any) -> str:
         if folder is None:
             raise InputError(
                 f"{embedder}: embedder not found: no such model folder, nor a model of that name in the local "
-                "Hugging Face cache (embedder=, CLI --embedder)"
+                "Hugging Face cache or on the hub (offline? embedder=, CLI --embedder)"
             )
         return _files_identity(folder)
     if isinstance(embedder, (bytes, bytearray)) or not callable(getattr(embedder, "encode", None)):
@@ -97,7 +98,8 @@ def embedder_name(embedder: Any) -> str:
 
 
 def _local_model(name: str | Path) -> Path | None:
-    """The folder (or file) of a model path, or of a model name in the local Hugging Face cache."""
+    """The folder (or file) of a model path, or of a hub id: from the local Hugging Face cache, else
+    downloaded (unless ``HF_HUB_OFFLINE`` is set); ``None`` when none of these has it."""
     path = Path(name)
     if path.exists():
         return path
@@ -107,10 +109,18 @@ def _local_model(name: str | Path) -> Path | None:
         from huggingface_hub import snapshot_download
     except ImportError:  # pragma: no cover - a dependency of sentence-transformers
         return None
-    for repo in (str(name), f"sentence-transformers/{name}"):
+    repos = (str(name), f"sentence-transformers/{name}")
+    for repo in repos:
         try:
             return Path(snapshot_download(repo, local_files_only=True))
         except (OSError, ValueError):  # not in the cache, or not a valid model id
+            continue
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return None
+    for repo in repos:  # a hub id, with network: download it once into the Hugging Face cache
+        try:
+            return Path(snapshot_download(repo))
+        except Exception:  # noqa: BLE001 - no network, no such repo, gated: all mean "not available"
             continue
     return None
 

@@ -33,6 +33,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
@@ -482,15 +483,9 @@ class OpenAICompatLLM(APIBackend):
 
     def _batch_http(self, verb: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
         """One synchronous call of the files or batches API; failures become :class:`RequestFailure`."""
-        try:
-            with self._httpx.Client(timeout=max(self.options.timeout_s, 120.0)) as client:
-                response = client.request(verb, self.base_url + path, headers=self._headers, **kwargs)
-                content = response.content
-        except Exception as exc:
-            failure = transport_failure(exc)
-            if failure is None:
-                raise
-            raise failure from None
+        with _transport_errors(), self._httpx.Client(timeout=max(self.options.timeout_s, 120.0)) as client:
+            response = client.request(verb, self.base_url + path, headers=self._headers, **kwargs)
+            content = response.content
         if response.status_code != 200:
             raise self._status_failure(response, probing=False)
         if raw:
@@ -513,14 +508,9 @@ class OpenAICompatLLM(APIBackend):
 
     async def _post(self, path: str, body: dict[str, Any], *, probing: bool) -> dict[str, Any]:
         client = self._client()
-        try:
+        with _transport_errors():
             response = await client.post(self.base_url + path, json=body, headers=self._headers)
             raw = response.content
-        except Exception as exc:
-            failure = transport_failure(exc)
-            if failure is None:
-                raise
-            raise failure from None
         if response.status_code != 200:
             raise self._status_failure(response, probing=probing)
         return _json_object(raw)
@@ -645,3 +635,15 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RequestFailure("bad_response", f"the body is not a JSON object: {body[:80]!r}", retryable=True)
     return data
+
+
+@contextmanager
+def _transport_errors() -> Iterator[None]:
+    """Connection errors and timeouts inside become :class:`RequestFailure` (others propagate)."""
+    try:
+        yield
+    except Exception as exc:
+        failure = transport_failure(exc)
+        if failure is None:
+            raise
+        raise failure from None
