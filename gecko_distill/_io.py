@@ -66,11 +66,6 @@ logger = logging.getLogger(__name__)
 R = TypeVar("R", bound=Record)
 
 
-#: Deprecated: use :func:`gecko_distill._quiet.bars_enabled` (kept while
-#: ``embedder/mteb_eval.py`` imports it under this name).
-progress_enabled = bars_enabled
-
-
 def progress(total: int, desc: str, unit: str):
     """A tqdm progress bar for a long stage, drawn only where :func:`~gecko_distill._quiet.bars_enabled`
     says (a terminal or a notebook, and not ``$GECKO_DISTILL_NO_PROGRESS``)."""

@@ -24,8 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._io import fingerprint, progress_enabled
+from .._io import fingerprint
 from .._lazy import require
+from .._quiet import bars_enabled
 from ..errors import GeckoDistillError, InputError
 from .embedding_cache import embedder_identity
 from .encoding import load_model, model_folder, model_input_format
@@ -201,7 +202,7 @@ def run_mteb(
                     task,
                     cache=cache,
                     encode_kwargs={"batch_size": batch_size},
-                    show_progress_bar=progress_enabled(),
+                    show_progress_bar=bars_enabled(),
                 )
             except Exception as exc:
                 if not _is_download_failure(exc):
