@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+from test_train import ONE_TINY_STEP
 
 from gecko_distill import FRetConfig, FRetExample, RelabelConfig, RetrieveConfig, StaleOutputError, build_fret
 from gecko_distill.cli import main
@@ -200,15 +201,7 @@ def test_cli_run_builds_trains_evaluates_and_reuses_the_model(corpus, tmp_path, 
         "4",
         "--limit",
         "8",
-        "--max-steps",
-        "1",
-        "--batch-size",
-        "2",
-        "--max-seq-length",
-        "32",
-        "--dims",
-        "384",
-        "64",
+        *ONE_TINY_STEP,
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out

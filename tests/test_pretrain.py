@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_train import ONE_TINY_STEP
 
 from gecko_distill import PretrainConfig, pretrain
 from gecko_distill.cli import main
@@ -269,15 +270,7 @@ def test_cli_run_pretrains_then_trains_from_the_pretrained_model(pydoc_passages,
         "fake",
         "--top-n",
         "4",
-        "--max-steps",
-        "1",
-        "--batch-size",
-        "2",
-        "--max-seq-length",
-        "32",
-        "--dims",
-        "384",
-        "64",
+        *ONE_TINY_STEP,
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out

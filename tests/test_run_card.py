@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 from test_pretrain import distinct_titles, write_jsonl
-from test_train import _write_beir
+from test_train import ONE_TINY_STEP, _write_beir
 
 from gecko_distill.cli import main
 from gecko_distill.embedder.encoding import PROVENANCE_FILE
@@ -40,15 +40,7 @@ def test_run_records_the_evaluation_in_the_card_and_reuses_the_model(pydoc_passa
         "fake",
         "--top-n",
         "4",
-        "--max-steps",
-        "1",
-        "--batch-size",
-        "2",
-        "--max-seq-length",
-        "32",
-        "--dims",
-        "384",
-        "64",
+        *ONE_TINY_STEP,
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out

@@ -73,6 +73,10 @@ def _write_fret(folder: Path, examples: list[FRetExample], manifest: dict | None
     return folder
 
 
+#: Training options of the smallest real CLI run: one step of batch 2 on short texts, two dimensions.
+ONE_TINY_STEP = ["--max-steps", "1", "--batch-size", "2", "--max-seq-length", "32", "--dims", "384", "64"]
+
+
 def _write_beir(folder: Path, passages: list[Passage]) -> Path:
     (folder / "qrels").mkdir(parents=True)
     (folder / "corpus.jsonl").write_text(
